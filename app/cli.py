@@ -1,0 +1,63 @@
+"""The `zoolab` command.
+
+    zoolab serve [--host H] [--port P] [--token T] [--no-worker]   server + a supervised local worker
+    zoolab worker [--name N] [--until-empty]                       a worker alone, on the same database
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _serve(args) -> int:
+    if args.token:
+        os.environ["ZOOLAB_TOKEN"] = args.token
+    for key in ("host", "port"):
+        if getattr(args, key) is not None:
+            os.environ[f"ZOOLAB_{key.upper()}"] = str(getattr(args, key))
+    import uvicorn
+
+    from app.config import get_settings
+    from app.db import get_engine
+    from app.supervisor import Supervisor
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    get_engine()
+    supervisor = None if args.no_worker else Supervisor(settings)
+    if supervisor:
+        supervisor.start()
+    print(f"zoolab: dashboard at http://{settings.host}:{settings.port}/  (API docs at /docs)", flush=True)
+    try:
+        uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        if supervisor:
+            supervisor.stop()
+    return 0
+
+
+def _worker(args) -> int:
+    # The worker lives in trainer/ (it imports torch; the server never does).
+    os.execv(sys.executable, [sys.executable, "-m", "trainer.worker", *args.rest])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="zoolab", description="Launch, watch and compare training runs of a model zoo.")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="the server and one supervised local worker")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1, ZOOLAB_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, ZOOLAB_PORT)")
+    serve.add_argument("--token", help="require this bearer token for changes (ZOOLAB_TOKEN)")
+    serve.add_argument("--no-worker", action="store_true", help="do not start a local worker")
+    serve.set_defaults(func=_serve)
+    worker = sub.add_parser("worker", help="a worker alone, on the database of ZOOLAB_DATABASE_URL",
+                            add_help=False)
+    worker.add_argument("rest", nargs=argparse.REMAINDER, help="--name NAME, --until-empty, --help")
+    worker.set_defaults(func=_worker)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Database tables. The run table is the job queue; metrics are a long table with the
+latest figures summarised on the run row, so the runs table never scans metrics.
+
+Run status (`Status`), and who moves it (each move is one UPDATE whose WHERE clause
+checks the status it leaves; see app/queue.py):
+
+    queued    --claim (worker)-----------> running
+    queued    --cancel (API)-------------> cancelled
+    running   --last epoch (worker)------> finished
+    running   --error / NaN (worker)-----> failed
+    running   --cancel_requested (worker)> cancelled
+    running   --worker lost (reaper)-----> queued (resumes from its last epoch) | failed
+    failed, cancelled --retry (API)------> queued (resumes from its last epoch)
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = (Status.FINISHED, Status.FAILED, Status.CANCELLED)
+
+
+class Run(SQLModel, table=True):
+    __table_args__ = (Index("ix_run_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    model: str = Field(index=True, max_length=100)
+    dataset: str = Field(index=True, max_length=40)
+    status: str = Field(default=Status.QUEUED, max_length=16)
+    config: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    params: int
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    worker: str | None = Field(default=None, max_length=200)
+    attempts: int = 0
+    cancel_requested: bool = False
+    epochs_total: int
+    epochs_done: int = 0
+    epoch_progress: float = 0.0
+    eta_seconds: float | None = None
+    best_test_acc: float | None = None
+    final_test_acc: float | None = None
+    # Seconds spent training, summed over attempts (excludes time waiting in the queue).
+    total_seconds: float = 0.0
+    images_per_second: float | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    traceback: str | None = Field(default=None, sa_column=Column(Text))
+    device: str | None = Field(default=None, max_length=100)
+    versions: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    has_checkpoint: bool = False
+    has_artifacts: bool = False
+
+
+class Metric(SQLModel, table=True):
+    """One figure of one finished epoch (train_loss, test_acc, lr, ...)."""
+
+    __table_args__ = (UniqueConstraint("run_id", "epoch", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE")
+    epoch: int
+    key: str = Field(max_length=40)
+    value: float | None = None
+
+
+class Progress(SQLModel, table=True):
+    """A point within an epoch, so a live curve moves during long epochs."""
+
+    __table_args__ = (Index("ix_progress_run", "run_id", "epoch"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE")
+    epoch: float
+    train_loss: float | None = None
+    train_acc: float | None = None
+    wall_seconds: float
+
+
+class Event(SQLModel, table=True):
+    """What changed, in order: the server streams these to browsers (`id` is the SSE id)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, index=True)
+    kind: str = Field(max_length=16)  # status | epoch | progress | deleted
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Worker(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=200)
+    host: str = Field(max_length=200)
+    pid: int
+    device: str = Field(max_length=100)
+    status: str = Field(default="idle", max_length=16)  # idle | busy | stopped
+    current_run_id: int | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,263 @@
+"""The run table as a queue: every status move is one UPDATE whose WHERE clause checks
+the status it leaves, so two workers never claim one run and a late writer never
+overwrites a decision taken by someone else. Shared by the server and the workers.
+
+Each function opens its own short transaction on a writing engine (`app.db.writer`)."""
+
+import math
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.db import writer
+from app.models import TERMINAL, Event, Metric, Progress, Run, Status, Worker, utcnow
+
+
+class LostRun(Exception):
+    """The run is no longer ours: cancelled, requeued by a reaper or deleted."""
+
+
+def _event(session: Session, run_id: int | None, kind: str, **data: Any) -> None:
+    session.add(Event(run_id=run_id, kind=kind, data={"run_id": run_id, **data}))
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+# --- workers --------------------------------------------------------------------------
+
+def register_worker(engine: Engine, name: str, device: str) -> None:
+    with Session(writer(engine)) as s:
+        worker = s.get(Worker, name) or Worker(name=name, host=socket.gethostname(), pid=0, device=device)
+        worker.pid, worker.device, worker.status = _pid(), device, "idle"
+        worker.started_at = worker.heartbeat_at = utcnow()
+        worker.current_run_id = None
+        s.add(worker)
+        s.commit()
+
+
+def _pid() -> int:
+    import os
+    return os.getpid()
+
+
+def worker_stopped(engine: Engine, name: str) -> None:
+    with Session(writer(engine)) as s:
+        s.execute(update(Worker).where(Worker.name == name)
+                  .values(status="stopped", current_run_id=None))
+        s.commit()
+
+
+def heartbeat(engine: Engine, worker: str, run_id: int | None) -> bool:
+    """Refresh the worker's (and its run's) heartbeat. True if the run should stop:
+    cancellation was asked for, or the run is no longer this worker's."""
+    now = utcnow()
+    with Session(writer(engine)) as s:
+        s.execute(update(Worker).where(Worker.name == worker).values(
+            heartbeat_at=now, current_run_id=run_id, status="busy" if run_id else "idle"))
+        stop = False
+        if run_id is not None:
+            owned = s.execute(update(Run)
+                              .where(Run.id == run_id, Run.status == Status.RUNNING, Run.worker == worker)
+                              .values(heartbeat_at=now)
+                              .returning(Run.cancel_requested)).first()
+            stop = owned is None or bool(owned[0])
+        s.commit()
+        return stop
+
+
+# --- the queue ------------------------------------------------------------------------
+
+def enqueue(session: Session, run: Run) -> Run:
+    session.add(run)
+    session.flush()
+    _event(session, run.id, "status", status=Status.QUEUED)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def claim(engine: Engine, worker: str) -> int | None:
+    """queued → running for the oldest queued run; None when the queue is empty."""
+    with Session(writer(engine)) as s:
+        oldest = select(Run.id).where(Run.status == Status.QUEUED).order_by(Run.id).limit(1)
+        if engine.dialect.name == "postgresql":
+            oldest = oldest.with_for_update(skip_locked=True)
+        now = utcnow()
+        row = s.execute(update(Run)
+                        .where(Run.id == oldest.scalar_subquery(), Run.status == Status.QUEUED)
+                        .values(status=Status.RUNNING, worker=worker, started_at=now,
+                                heartbeat_at=now, attempts=Run.attempts + 1, error=None,
+                                traceback=None, epoch_progress=0.0)
+                        .returning(Run.id)).first()
+        if row is None:
+            s.rollback()
+            return None
+        _event(s, row[0], "status", status=Status.RUNNING, worker=worker)
+        s.commit()
+        return row[0]
+
+
+def _owned(run_id: int, worker: str):
+    return (Run.id == run_id, Run.status == Status.RUNNING, Run.worker == worker)
+
+
+def start_training(engine: Engine, run_id: int, worker: str, device: str, versions: dict,
+                   epochs_done: int) -> None:
+    """Record the device and versions; forget anything past the epoch we resume from."""
+    with Session(writer(engine)) as s:
+        s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.epoch > epochs_done))
+        s.execute(delete(Progress).where(Progress.run_id == run_id, Progress.epoch > epochs_done))
+        fresh = dict(best_test_acc=None, final_test_acc=None, total_seconds=0.0) if epochs_done == 0 else {}
+        if s.execute(update(Run).where(*_owned(run_id, worker))
+                     .values(device=device, versions=versions, epochs_done=epochs_done, **fresh)).rowcount != 1:
+            s.rollback()
+            raise LostRun(run_id)
+        s.commit()
+
+
+def record_epoch(engine: Engine, run_id: int, worker: str, epoch: int, metrics: dict[str, float],
+                 wall_seconds: float, has_checkpoint: bool) -> None:
+    """One finished epoch: its metric rows and the run's summary, in one transaction."""
+    with Session(writer(engine)) as s:
+        run = s.execute(select(Run.best_test_acc).where(*_owned(run_id, worker))).first()
+        if run is None:
+            raise LostRun(run_id)
+        test_acc = _finite(metrics.get("test_acc"))
+        best = max(x for x in (run[0], test_acc, -1.0) if x is not None)
+        s.execute(update(Run).where(*_owned(run_id, worker)).values(
+            epochs_done=epoch, epoch_progress=0.0, best_test_acc=best if best >= 0 else None,
+            final_test_acc=test_acc, total_seconds=Run.total_seconds + metrics["epoch_seconds"],
+            images_per_second=_finite(metrics.get("images_per_second")),
+            heartbeat_at=utcnow(), has_checkpoint=has_checkpoint))
+        for key, value in metrics.items():
+            s.add(Metric(run_id=run_id, epoch=epoch, key=key, value=_finite(value)))
+        s.add(Metric(run_id=run_id, epoch=epoch, key="wall_seconds", value=wall_seconds))
+        _event(s, run_id, "epoch", epoch=epoch, wall_seconds=wall_seconds,
+               **{k: _finite(v) for k, v in metrics.items()})
+        s.commit()
+
+
+def record_progress(engine: Engine, run_id: int, worker: str, epoch: float, fraction: float,
+                    train_loss: float | None, train_acc: float | None, wall_seconds: float,
+                    eta_seconds: float | None) -> None:
+    with Session(writer(engine)) as s:
+        if s.execute(update(Run).where(*_owned(run_id, worker)).values(
+                epoch_progress=fraction, eta_seconds=eta_seconds, heartbeat_at=utcnow())).rowcount != 1:
+            s.rollback()
+            raise LostRun(run_id)
+        s.add(Progress(run_id=run_id, epoch=epoch, train_loss=_finite(train_loss),
+                       train_acc=_finite(train_acc), wall_seconds=wall_seconds))
+        _event(s, run_id, "progress", epoch=epoch, fraction=fraction, train_loss=_finite(train_loss),
+               train_acc=_finite(train_acc), wall_seconds=wall_seconds, eta_seconds=eta_seconds)
+        s.commit()
+
+
+def end_run(engine: Engine, run_id: int, worker: str, status: Status, error: str | None = None,
+            traceback: str | None = None, has_artifacts: bool = False) -> bool:
+    """running → finished | failed | cancelled. False if the run was not ours any more."""
+    with Session(writer(engine)) as s:
+        values: dict[str, Any] = dict(status=status, finished_at=utcnow(), error=error,
+                                      traceback=traceback, eta_seconds=None, epoch_progress=0.0)
+        if has_artifacts:
+            values["has_artifacts"] = True
+        if s.execute(update(Run).where(*_owned(run_id, worker)).values(**values)).rowcount != 1:
+            s.rollback()
+            return False
+        _event(s, run_id, "status", status=status, error=error)
+        s.commit()
+        return True
+
+
+def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | None = None,
+                 worker: str | None = None, reason: str = "worker lost") -> list[int]:
+    """Runs whose worker vanished (stale heartbeat, or `worker` known dead) go back to the
+    queue to resume from their last finished epoch, or fail once they were tried
+    `max_attempts` times. Returns the ids it moved."""
+    moved = []
+    with Session(writer(engine)) as s:
+        where = [Run.status == Status.RUNNING]
+        if stale_before is not None:
+            where.append(Run.heartbeat_at < stale_before)
+        if worker is not None:
+            where.append(Run.worker == worker)
+        for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)).all():
+            retry = attempts < max_attempts
+            values = dict(status=Status.QUEUED, error=f"{reason} ({who}); requeued to resume",
+                          worker=None) if retry else dict(
+                status=Status.FAILED, finished_at=utcnow(),
+                error=f"{reason} ({who}); gave up after {attempts} attempts")
+            if s.execute(update(Run).where(Run.id == run_id, *where).values(
+                    eta_seconds=None, epoch_progress=0.0, **values)).rowcount:
+                _event(s, run_id, "status", status=values["status"], error=values["error"])
+                moved.append(run_id)
+        if stale_before is not None:
+            s.execute(update(Worker).where(Worker.heartbeat_at < stale_before, Worker.status != "stopped")
+                      .values(status="lost", current_run_id=None))
+        s.commit()
+    return moved
+
+
+def reap_stale(engine: Engine, stale_seconds: float, max_attempts: int) -> list[int]:
+    return release_lost(engine, max_attempts, stale_before=utcnow() - timedelta(seconds=stale_seconds))
+
+
+# --- requests from the API ------------------------------------------------------------
+
+def request_cancel(session: Session, run_id: int) -> bool:
+    """queued → cancelled at once; running → flagged, the worker stops within seconds."""
+    if session.execute(update(Run).where(Run.id == run_id, Run.status == Status.QUEUED)
+                       .values(status=Status.CANCELLED, finished_at=utcnow())).rowcount:
+        _event(session, run_id, "status", status=Status.CANCELLED)
+    elif session.execute(update(Run).where(Run.id == run_id, Run.status == Status.RUNNING)
+                         .values(cancel_requested=True)).rowcount:
+        _event(session, run_id, "status", status=Status.RUNNING, cancel_requested=True)
+    else:
+        session.rollback()
+        return False
+    session.commit()
+    return True
+
+
+def retry(session: Session, run_id: int) -> bool:
+    """failed | cancelled → queued; the worker resumes from the last finished epoch."""
+    if not session.execute(update(Run).where(Run.id == run_id, Run.status.in_([Status.FAILED, Status.CANCELLED]))
+                           .values(status=Status.QUEUED, cancel_requested=False, error=None,
+                                   traceback=None, finished_at=None, attempts=0, worker=None,
+                                   created_at=Run.created_at)).rowcount:
+        session.rollback()
+        return False
+    _event(session, run_id, "status", status=Status.QUEUED)
+    session.commit()
+    return True
+
+
+def remove(session: Session, run_id: int) -> bool:
+    """Delete a run that is not running, with its metrics."""
+    session.execute(delete(Metric).where(Metric.run_id == run_id))
+    session.execute(delete(Progress).where(Progress.run_id == run_id))
+    if not session.execute(delete(Run).where(Run.id == run_id, Run.status != Status.RUNNING)).rowcount:
+        session.rollback()
+        return False
+    _event(session, run_id, "deleted")
+    session.commit()
+    return True
+
+
+def queue_positions(session: Session) -> dict[int, int]:
+    ids = session.execute(select(Run.id).where(Run.status == Status.QUEUED).order_by(Run.id)).scalars()
+    return {run_id: i + 1 for i, run_id in enumerate(ids)}
+
+
+def count_alive_workers(session: Session, stale_seconds: float) -> int:
+    since = utcnow() - timedelta(seconds=stale_seconds)
+    return session.execute(select(func.count()).select_from(Worker).where(
+        Worker.heartbeat_at >= since, Worker.status.in_(["idle", "busy"]))).scalar_one()
+
+
+__all__ = ["LostRun", "TERMINAL"]

@@ -1,0 +1,121 @@
+// HTTP access to the zoolab server: JSON requests, the bearer token, readable errors.
+
+const TOKEN_KEY = 'zoolab.token';
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(describeDetail(detail) || `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail;
+  }
+
+  // FastAPI validation errors as [{field, msg}], the field taken from loc ["body", "epochs"].
+  get fieldErrors() {
+    if (!Array.isArray(this.detail)) return [];
+    return this.detail.map((d) => ({
+      field: Array.isArray(d.loc) && d.loc[0] === 'body' && d.loc.length > 1 ? String(d.loc[1]) : null,
+      msg: d.msg || JSON.stringify(d),
+      type: d.type,
+    }));
+  }
+}
+
+function describeDetail(detail) {
+  if (detail === undefined || detail === null) return '';
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => {
+      const loc = Array.isArray(d.loc) ? d.loc.filter((p) => p !== 'body').join('.') : '';
+      return loc ? `${loc}: ${d.msg}` : d.msg || JSON.stringify(d);
+    }).join('; ');
+  }
+  return JSON.stringify(detail);
+}
+
+let tokenPrompt = null;
+
+// One dialog at a time: concurrent 401s share the same answer.
+function askToken() {
+  if (tokenPrompt) return tokenPrompt;
+  const dialog = document.getElementById('token-dialog');
+  const input = document.getElementById('token-input');
+  tokenPrompt = new Promise((resolve) => {
+    input.value = '';
+    dialog.returnValue = '';
+    dialog.addEventListener('close', () => {
+      tokenPrompt = null;
+      const token = dialog.returnValue === 'ok' ? input.value.trim() : '';
+      resolve(token || null);
+    }, { once: true });
+    dialog.showModal();
+    input.focus();
+  });
+  return tokenPrompt;
+}
+
+export async function api(path, { method = 'GET', body, signal } = {}, retried = false) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(path, {
+    method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 401 && method !== 'GET') {
+    if (retried) localStorage.removeItem(TOKEN_KEY); // refused: ask again next time
+    else {
+      const fresh = await askToken();
+      if (fresh) {
+        localStorage.setItem(TOKEN_KEY, fresh);
+        return api(path, { method, body, signal }, true);
+      }
+    }
+  }
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = (await res.json()).detail ?? detail; } catch { /* not JSON */ }
+    throw new ApiError(res.status, detail);
+  }
+  if (res.status === 204) return null;
+  const type = res.headers.get('content-type') || '';
+  return type.includes('json') ? res.json() : res.text();
+}
+
+export const post = (path, body) => api(path, { method: 'POST', body });
+
+export function query(params) {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== '' && v !== null && v !== undefined) qs.set(k, v);
+  }
+  const s = qs.toString();
+  return s ? `?${s}` : '';
+}
+
+let zooPromise = null;
+let optionsPromise = null;
+
+export function loadZoo() {
+  zooPromise ??= api('/zoo').catch((e) => { zooPromise = null; throw e; });
+  return zooPromise;
+}
+
+export function loadOptions() {
+  optionsPromise ??= api('/zoo/options').catch((e) => { optionsPromise = null; throw e; });
+  return optionsPromise;
+}
+
+// Launch a copy of a run: its stored config is the request. Keys the stored config holds but
+// POST /runs does not accept (the server says which: "extra_forbidden") are dropped once.
+export async function relaunch(run) {
+  const body = { ...(run.config || {}), model: run.model };
+  delete body.name;
+  try {
+    return await post('/runs', body);
+  } catch (e) {
+    const extra = e instanceof ApiError ? e.fieldErrors.filter((f) => f.type === 'extra_forbidden') : [];
+    if (!extra.length || extra.length !== e.fieldErrors.length) throw e;
+    for (const f of extra) delete body[f.field];
+    return post('/runs', body);
+  }
+}

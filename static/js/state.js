@@ -1,0 +1,70 @@
+// The page's state lives in the URL hash (#view=compare&sel=3,7&sort=params...), so a reload
+// or a shared link restores it. Views read it with readState() and change it with setState().
+
+const DEFAULTS = {
+  view: 'runs',
+  sel: [],          // selected run ids, for Compare
+  dataset: '',      // runs table filters
+  status: '',
+  q: '',
+  sort: 'id',
+  order: 'desc',
+  offset: 0,
+  limit: 50,
+  run: null,        // run detail id
+  x: 'epoch',       // compare x axis: epoch | wall
+  ds: '',           // launch: dataset
+  preset: '',       // launch: preset id
+};
+
+const INTS = new Set(['offset', 'limit', 'run']);
+
+export function readState() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+  const state = { ...DEFAULTS, sel: [] };
+  for (const [key, raw] of params) {
+    if (!(key in DEFAULTS)) continue;
+    if (key === 'sel') {
+      state.sel = [...new Set(raw.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0))];
+    } else if (INTS.has(key)) {
+      const n = Number(raw);
+      if (Number.isInteger(n) && n >= 0) state[key] = n;
+    } else {
+      state[key] = raw;
+    }
+  }
+  return state;
+}
+
+export function stateHash(state) {
+  const params = new URLSearchParams();
+  for (const [key, def] of Object.entries(DEFAULTS)) {
+    const v = state[key];
+    if (key === 'sel') {
+      if (v && v.length) params.set('sel', v.join(','));
+    } else if (key === 'view' || (v !== def && v !== null && v !== undefined && v !== '')) {
+      params.set(key, v);
+    }
+  }
+  return `#${params.toString().replace(/%2C/g, ',')}`;
+}
+
+// push: a new history entry (changing view); otherwise replace (filters, selection).
+export function setState(patch, { push = false } = {}) {
+  const next = { ...readState(), ...patch };
+  const hash = stateHash(next);
+  if (hash !== location.hash) {
+    history[push ? 'pushState' : 'replaceState'](null, '', hash);
+  }
+  window.dispatchEvent(new CustomEvent('zoolab:state', { detail: next }));
+  return next;
+}
+
+export function onStateChange(fn) {
+  window.addEventListener('zoolab:state', (e) => fn(e.detail));
+  window.addEventListener('hashchange', () => fn(readState()));
+}
+
+export function hrefFor(patch) {
+  return stateHash({ ...readState(), ...patch });
+}

@@ -1,0 +1,1 @@
+"""The worker half of zoolab: the model zoo, datasets, the training loop and the claim/run/heartbeat loop."""

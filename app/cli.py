@@ -7,6 +7,7 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 
 
@@ -29,6 +30,10 @@ def _serve(args) -> int:
     if supervisor:
         supervisor.start()
     print(f"zoolab: dashboard at http://{settings.host}:{settings.port}/  (API docs at /docs)", flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises SIGTERM again; with the default
+    # action that would end the process here and orphan the worker with its run still
+    # `running`. As an exception it unwinds through `finally`, which stops the worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="warning")
     finally:

@@ -35,7 +35,7 @@ def last_event_id(session: Session) -> int:
 def fetch(session: Session, after: int, run_id: int | None = None,
           limit: int = BATCH) -> tuple[list[Item], int]:
     """Events after `after`, oldest first, and the last id looked at. A status event
-    carries the run as it is now."""
+    carries the run as it is now, with the status (and error) that the event recorded."""
     query = select(Event).where(Event.id > after).order_by(Event.id).limit(limit)
     if run_id is not None:
         query = query.where(Event.run_id == run_id)
@@ -52,7 +52,7 @@ def fetch(session: Session, after: int, run_id: int | None = None,
         if e.kind == "status":
             if e.run_id not in runs:  # deleted since; its `deleted` event follows
                 continue
-            data = runs[e.run_id]
+            data = {**runs[e.run_id], **e.data}  # the run now, with the status this event recorded
         items.append(Item(e.id, e.run_id, e.kind, data))
     return items, events[-1].id if events else after
 

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import queue
+from app import errors, queue
 from app.api import runs, workers, zoo
 from app.config import get_settings
 from app.db import get_engine
@@ -57,6 +57,7 @@ def create_app() -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+    errors.install(app)
     for module in (runs, zoo, workers):
         app.include_router(module.router)
 

@@ -61,6 +61,8 @@ class Supervisor(threading.Thread):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                queue.release_lost(get_engine(), self.settings.max_attempts + 1, worker=self.worker_name,
-                                   reason="worker killed at shutdown")
+            # The worker requeues its own run on SIGTERM; this catches a worker that died
+            # first (killed, or terminated before it installed its signal handler).
+            queue.release_lost(get_engine(), self.settings.max_attempts + 1, worker=self.worker_name,
+                               reason="worker stopped at shutdown")
         self.join(timeout=5)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path as PathParam, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -243,11 +243,17 @@ async def _stream(request: Request, run_id: int | None, last_id: int | None):
         broadcaster.unsubscribe(live)
 
 
+def _existing_run_id(run_id: RunId) -> int:
+    # A dependency runs before the stream starts, so a missing run is still a clean 404;
+    # its short session holds no transaction open for the life of the stream.
+    with Session(get_engine()) as session:
+        return _get_run(session, run_id).id
+
+
 @router.get("/runs/{run_id}/events", response_class=EventSourceResponse)
-async def run_events(run_id: RunId, request: Request, last_event_id_header: LastEventId = None,
+async def run_events(run_id: Annotated[int, Depends(_existing_run_id)], request: Request,
+                     last_event_id_header: LastEventId = None,
                      last_event_id: Annotated[int | None, Query(ge=0, le=2**62)] = None):
-    with Session(get_engine()) as session:  # not SessionDep: no transaction held open by a stream
-        _get_run(session, run_id)
     async for event in _stream(request, run_id, last_event_id_header if last_event_id_header is not None
                                else last_event_id):
         yield event

@@ -109,7 +109,6 @@ export function loadOptions() {
 // POST /runs does not accept (the server says which: "extra_forbidden") are dropped once.
 export async function relaunch(run) {
   const body = { ...(run.config || {}), model: run.model };
-  delete body.name;
   try {
     return await post('/runs', body);
   } catch (e) {

@@ -304,7 +304,7 @@ export class LivePanel {
     button.disabled = true;
     const result = await performAction(button.dataset.action, card.run);
     button.disabled = false;
-    if (result) {
+    if (result?.deleted) { this.remove(result.id); this.render(); } else if (result) {
       if (result.id === card.run.id) this.upsert(result);
       else this.watch(result);
     }

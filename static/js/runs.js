@@ -273,7 +273,10 @@ export function init() {
     button.disabled = true;
     const result = await performAction(button.dataset.action, run);
     button.disabled = false;
-    if (result && result.id === run.id) {
+    if (result?.deleted) {
+      button.closest('tr').remove();
+      rows.delete(run.id);
+    } else if (result && result.id === run.id) {
       rows.set(run.id, result);
       renderRow(result, button.closest('tr'));
     } else if (result) {

@@ -45,7 +45,8 @@ export function actionButtons(run, { small = true, withDelete = false } = {}) {
   return out.join('');
 }
 
-// Runs a row / card / detail action. Returns the Run the server answered with (or null).
+// Runs a row / card / detail action. Returns the Run the server answered with, {deleted, id}
+// after a delete, or null when nothing changed.
 export async function performAction(action, run) {
   try {
     if (action === 'cancel') {
@@ -67,7 +68,7 @@ export async function performAction(action, run) {
       if (!confirm(`Delete run #${run.id} (${run.name}) and its artifacts?`)) return null;
       await api(`/runs/${run.id}`, { method: 'DELETE' });
       toast(`Deleted #${run.id}.`);
-      return null;
+      return { deleted: true, id: run.id };
     }
   } catch (e) {
     toast(`${action} #${run.id}: ${e.message}`, 'error');

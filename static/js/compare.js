@@ -1,0 +1,222 @@
+// The Compare view: the selected runs overlaid (test accuracy and loss against epoch or wall
+// time), best accuracy against parameter count with the Pareto front (the notes' question:
+// "can it be done with fewer parameters?"), against training time, a bar per run, and the
+// hyper-parameters that differ.
+
+import { api, ApiError, loadZoo, query } from './api.js';
+import { esc, int, pct, seconds, value } from './format.js';
+import { axis, draw, layout, PALETTE } from './plots.js';
+import { readState, setState } from './state.js';
+import { debounce, statusBadge, toast } from './widgets.js';
+
+const $ = (id) => document.getElementById(id);
+let visible = false;
+let loadSeq = 0;
+let shown = []; // [{run, metrics, color}]
+const scheduleLoad = debounce(() => { if (visible) load(readState()); }, 700);
+
+const label = (run) => `#${run.id} ${run.name || run.model}`;
+
+async function fetchRun(id) {
+  try {
+    const [run, metrics] = await Promise.all([api(`/runs/${id}`), api(`/runs/${id}/metrics`)]);
+    return { run, metrics };
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null;
+    throw e;
+  }
+}
+
+// Finished runs of the same datasets, for context in the scatter plots and the Pareto front.
+async function fetchContext(datasets) {
+  const pages = await Promise.all(datasets.map((dataset) => api(`/runs${query({
+    dataset, status: 'finished', sort: 'best_test_acc', order: 'desc', limit: 500,
+  })}`)));
+  return pages.flatMap((p) => p.items);
+}
+
+// Runs no other run beats with as few or fewer parameters: ascending params, rising accuracy.
+export function paretoFront(points) {
+  const sorted = [...points].filter((p) => p.params > 0 && typeof p.acc === 'number')
+    .sort((a, b) => a.params - b.params || b.acc - a.acc);
+  const front = [];
+  for (const p of sorted) if (!front.length || p.acc > front[front.length - 1].acc) front.push(p);
+  return front;
+}
+
+function curveCharts(xMode) {
+  const xOf = (e) => (xMode === 'wall' ? e.wall_seconds : e.epoch);
+  const xTitle = xMode === 'wall' ? 'seconds since the run started' : 'epoch';
+  for (const [el, key, yaxis] of [['compare-acc', 'test_acc', { tickformat: '.1%', title: { text: 'test accuracy' } }],
+    ['compare-loss', 'test_loss', { title: { text: 'test loss' } }]]) {
+    const data = shown.map(({ run, metrics, color }) => {
+      const epochs = [...(metrics.epochs || [])].sort((a, b) => a.epoch - b.epoch);
+      return {
+        name: label(run), x: epochs.map(xOf), y: epochs.map((e) => e[key]), mode: 'lines+markers',
+        line: { color, width: 2 }, marker: { size: 6, color },
+        hovertemplate: `%{y:${key === 'test_acc' ? '.2%' : '.4f'}}<extra>${esc(label(run))}</extra>`,
+      };
+    });
+    draw($(el), data, layout({
+      height: 340, uirevision: `${el}-${xMode}`,
+      xaxis: axis({ title: { text: xTitle }, rangemode: 'tozero' }), yaxis: axis(yaxis),
+    }));
+  }
+}
+
+function scatterCharts(context, zoo) {
+  const selectedIds = new Set(shown.map((s) => s.run.id));
+  const others = context.filter((r) => !selectedIds.has(r.id) && typeof r.best_test_acc === 'number');
+  const datasets = [...new Set(shown.map((s) => s.run.dataset))];
+  const notes = zoo.filter((p) => datasets.includes(p.dataset) && typeof p.notes_acc === 'number');
+  const perRun = (xKey) => shown.filter(({ run }) => typeof run.best_test_acc === 'number').map(({ run, color }) => ({
+    name: label(run), x: [run[xKey]], y: [run.best_test_acc], mode: 'markers+text', text: [`#${run.id}`],
+    textposition: 'top center', textfont: { size: 10, color }, showlegend: false,
+    marker: { size: 11, color, line: { color: '#fff', width: 1 } },
+    hovertemplate: `${esc(label(run))}<br>%{x:,} ${xKey === 'params' ? 'params' : 's'}<br>%{y:.2%}<extra></extra>`,
+  }));
+
+  const fronts = datasets.map((dataset, i) => {
+    const points = [...others, ...shown.map((s) => s.run)].filter((r) => r.dataset === dataset)
+      .map((r) => ({ params: r.params, acc: r.best_test_acc, id: r.id, name: r.name }));
+    const front = paretoFront(points);
+    return {
+      name: `Pareto front${datasets.length > 1 ? ` (${dataset})` : ''}`, x: front.map((p) => p.params),
+      y: front.map((p) => p.acc), mode: 'lines+markers', line: { shape: 'hv', dash: 'dot', color: ['#111827', '#6b7280'][i % 2], width: 1.5 },
+      marker: { symbol: 'circle-open', size: 17, color: '#111827', line: { width: 1.5 } },
+      text: front.map((p) => `#${p.id} ${p.name}`), hovertemplate: '%{text}<br>%{x:,} params · %{y:.2%}<extra>Pareto front</extra>',
+    };
+  });
+  const otherTrace = (xKey) => ({
+    name: 'other finished runs', x: others.map((r) => r[xKey]), y: others.map((r) => r.best_test_acc),
+    mode: 'markers', marker: { size: 7, color: 'rgba(107,114,128,0.35)' },
+    text: others.map((r) => `#${r.id} ${r.name}`), hovertemplate: '%{text}<br>%{x:,}<br>%{y:.2%}<extra></extra>',
+  });
+  const notesTrace = (xKey) => ({
+    name: xKey === 'params' ? "the notes' results" : "the notes' results (their machine)",
+    x: notes.map((p) => (xKey === 'params' ? p.params : p.notes_seconds)), y: notes.map((p) => p.notes_acc),
+    mode: 'markers', marker: { symbol: 'diamond-open', size: 9, color: '#b45309', line: { width: 1.5 } },
+    text: notes.map((p) => p.id), hovertemplate: '%{text}<br>%{x:,}<br>%{y:.2%}<extra>notes</extra>',
+  });
+
+  draw($('compare-params'), [otherTrace('params'), notesTrace('params'), ...fronts, ...perRun('params')], layout({
+    height: 340, uirevision: 'compare-params',
+    xaxis: axis({ type: 'log', title: { text: 'parameters (log scale)' } }),
+    yaxis: axis({ tickformat: '.1%', title: { text: 'best test accuracy' } }),
+  }));
+  const timedNotes = notesTrace('time');
+  const keep = timedNotes.x.map((x) => typeof x === 'number');
+  for (const k of ['x', 'y', 'text']) timedNotes[k] = timedNotes[k].filter((_, i) => keep[i]);
+  draw($('compare-time'), [otherTrace('total_seconds'), timedNotes, ...perRun('total_seconds')], layout({
+    height: 340, uirevision: 'compare-time',
+    xaxis: axis({ type: 'log', title: { text: 'training time, seconds (log scale)' } }),
+    yaxis: axis({ tickformat: '.1%', title: { text: 'best test accuracy' } }),
+  }));
+}
+
+function bestChart(zoo) {
+  const notesOf = new Map(zoo.map((p) => [p.id, p.notes_acc]));
+  const labels = shown.map(({ run }) => label(run));
+  draw($('compare-best'), [
+    { type: 'bar', name: 'best test accuracy', x: labels, y: shown.map(({ run }) => run.best_test_acc),
+      marker: { color: shown.map((s) => s.color) }, text: shown.map(({ run }) => pct(run.best_test_acc)),
+      textposition: 'outside', cliponaxis: false, hovertemplate: '%{x}<br>%{y:.2%}<extra></extra>' },
+    { type: 'scatter', name: "the notes' result for the preset", x: labels,
+      y: shown.map(({ run }) => run.notes_acc ?? notesOf.get(run.model) ?? null), mode: 'markers',
+      marker: { symbol: 'line-ew-open', size: 28, color: '#b45309', line: { width: 3 } },
+      hovertemplate: 'notes: %{y:.2%}<extra></extra>' },
+  ], layout({
+    height: 280, uirevision: 'compare-best', bargap: 0.45,
+    xaxis: axis({ automargin: true }), yaxis: axis({ tickformat: '.0%', title: { text: 'best test accuracy' }, rangemode: 'tozero' }),
+    legend: { orientation: 'h', y: 1.08, x: 1, xanchor: 'right' },
+  }));
+}
+
+function diffTable() {
+  const configs = shown.map(({ run }) => ({ model: run.model, dataset: run.dataset, ...(run.config || {}) }));
+  const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))].filter((k) => k !== 'name');
+  const differ = keys.filter((k) => new Set(configs.map((c) => JSON.stringify(c[k] ?? null))).size > 1).sort();
+  const head = `<thead><tr><th>hyper-parameter</th>${shown.map(({ run, color }) =>
+    `<th><span class="swatch" style="background:${color}"></span>${esc(label(run))}</th>`).join('')}</tr></thead>`;
+  const body = differ.length
+    ? differ.map((k) => `<tr data-key="${esc(k)}"><th><code>${esc(k)}</code></th>${configs.map((c) =>
+      `<td>${esc(value(c[k]))}</td>`).join('')}</tr>`).join('')
+    : `<tr><td colspan="${shown.length + 1}" class="muted">${shown.length > 1
+      ? 'All hyper-parameters are the same.' : 'Select two or more runs to see what differs.'}</td></tr>`;
+  $('compare-diff').innerHTML = `${head}<tbody>${body}</tbody>`;
+}
+
+function legend() {
+  $('compare-legend').innerHTML = shown.map(({ run, color }) => `
+    <li data-testid="compare-run-${run.id}"><span class="swatch" style="background:${color}"></span>
+      <a href="#view=detail&run=${run.id}" data-go-view="detail" data-go-run="${run.id}">${esc(label(run))}</a>
+      <code>${esc(run.model)}</code> ${statusBadge(run)}
+      <span class="muted">${int(run.params)} params · best ${pct(run.best_test_acc)} · ${seconds(run.total_seconds)}</span>
+      <button type="button" class="icon-btn" data-remove="${run.id}" title="Remove from comparison" aria-label="Remove #${run.id}">×</button>
+    </li>`).join('');
+}
+
+async function load(state) {
+  const seq = ++loadSeq;
+  const ids = state.sel;
+  $('compare-empty').hidden = ids.length > 0;
+  $('compare-body').hidden = ids.length === 0;
+  for (const input of document.querySelectorAll('input[name="compare-x"]')) input.checked = input.value === state.x;
+  if (!ids.length) return;
+  let fetched;
+  let zoo = [];
+  let context = [];
+  try {
+    [fetched, zoo] = await Promise.all([Promise.all(ids.map(fetchRun)), loadZoo().catch(() => [])]);
+    const datasets = [...new Set(fetched.filter(Boolean).map((f) => f.run.dataset))];
+    context = await fetchContext(datasets);
+  } catch (e) {
+    if (seq === loadSeq) toast(`Could not load the comparison: ${e.message}`, 'error');
+    return;
+  }
+  if (seq !== loadSeq) return;
+  const missing = ids.filter((_, i) => !fetched[i]);
+  if (missing.length) {
+    toast(`Run${missing.length > 1 ? 's' : ''} ${missing.map((m) => `#${m}`).join(', ')} no longer exist.`, 'error');
+    setState({ sel: ids.filter((id) => !missing.includes(id)) });
+    return;
+  }
+  shown = fetched.map((f, i) => ({ ...f, color: PALETTE[i % PALETTE.length] }));
+  legend();
+  curveCharts(state.x === 'wall' ? 'wall' : 'epoch');
+  scatterCharts(context, zoo);
+  bestChart(zoo);
+  diffTable();
+}
+
+export function handleEvent(type, d) {
+  if (!visible) return;
+  const id = type === 'status' ? d.id : d.run_id;
+  if (type !== 'progress' && readState().sel.includes(id)) scheduleLoad();
+}
+
+let lastKey = null;
+
+export function show(state) {
+  visible = true;
+  const key = JSON.stringify([state.sel, state.x]);
+  if (key !== lastKey) {
+    lastKey = key;
+    load(state);
+  }
+}
+
+export function hide() {
+  visible = false;
+  lastKey = null;
+}
+
+export function init() {
+  for (const input of document.querySelectorAll('input[name="compare-x"]')) {
+    input.addEventListener('change', () => setState({ x: input.value }));
+  }
+  $('compare-legend').addEventListener('click', (e) => {
+    const b = e.target.closest('[data-remove]');
+    if (b) setState({ sel: readState().sel.filter((id) => id !== Number(b.dataset.remove)) });
+  });
+}

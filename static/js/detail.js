@@ -1,0 +1,202 @@
+// The Run detail view: facts, configuration, live curves (GET /runs/{id}/events), and once the
+// run has finished its confusion matrix, per-class accuracy, misclassified test images and
+// checkpoint; for a failed run, the error and its traceback.
+
+import { api, ApiError } from './api.js';
+import { datetime, esc, int, pct, seconds, value } from './format.js';
+import { openRunStream } from './events.js';
+import { applyEvent, RunCurves } from './live.js';
+import { axis, draw, layout } from './plots.js';
+import { setState } from './state.js';
+import { ACTIVE, actionButtons, performAction, progressHtml, statusBadge } from './widgets.js';
+
+const $ = (id) => document.getElementById(id);
+let current = null; // {id, run, curves, close, artifactsFor}
+
+function missing(text) {
+  $('detail-body').hidden = true;
+  $('detail-missing').hidden = false;
+  $('detail-missing').innerHTML = text;
+}
+
+function renderHead(run) {
+  $('detail-title').innerHTML = `<span class="run-id">#${run.id}</span> ${esc(run.name)} ${statusBadge(run)}`;
+  $('detail-subtitle').innerHTML = `<code>${esc(run.model)}</code> on ${esc(run.dataset)} · ${int(run.params)} parameters`
+    + ` · created ${esc(datetime(run.created_at))}`;
+  const links = [];
+  if (run.has_checkpoint) {
+    links.push(`<a class="btn btn-small" id="detail-checkpoint" data-testid="detail-checkpoint"
+      href="/runs/${run.id}/checkpoint" download="run-${run.id}.pt">Checkpoint</a>`);
+  }
+  links.push(`<a class="btn btn-small" id="detail-metrics-csv" data-testid="detail-metrics-csv"
+    href="/runs/${run.id}/metrics.csv" download>Metrics CSV</a>`);
+  $('detail-actions').innerHTML = links.join('') + actionButtons(run, { withDelete: true });
+  $('detail-progress').innerHTML = ACTIVE.has(run.status) ? `<div class="card">${progressHtml(run)}</div>` : '';
+  document.title = `#${run.id} ${run.name} — zoolab`;
+  const nav = $('nav-detail');
+  nav.hidden = false;
+  nav.textContent = `Run #${run.id}`;
+}
+
+function renderFacts(run) {
+  const notesAcc = run.notes_acc != null ? ` <span class="notes">notes ${pct(run.notes_acc)}</span>` : '';
+  const notesTime = run.notes_seconds != null ? ` <span class="notes">notes ${seconds(run.notes_seconds)}</span>` : '';
+  const versions = run.versions && Object.keys(run.versions).length
+    ? Object.entries(run.versions).map(([k, v]) => `${k} ${v}`).join(', ') : null;
+  const facts = [
+    ['Best test accuracy', `${pct(run.best_test_acc)}${notesAcc}`],
+    ['Final test accuracy', pct(run.final_test_acc)],
+    ['Epochs', `${run.epochs_done ?? 0} of ${run.epochs_total ?? run.config?.epochs ?? '?'}`],
+    ['Training time', `${seconds(run.total_seconds)}${notesTime}`],
+    ['Images / s', int(run.images_per_second)],
+    ['Parameters', int(run.params)],
+    ['Device', esc(run.device || '—')],
+    ['Worker', esc(run.worker || '—')],
+    ['Attempts', esc(run.attempts ?? '—')],
+    ['Started', esc(datetime(run.started_at))],
+    ['Finished', esc(datetime(run.finished_at))],
+    ['Versions', esc(versions || '—')],
+  ];
+  $('detail-facts').innerHTML = facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('');
+  const config = run.config || {};
+  $('detail-config').innerHTML = Object.keys(config).map((k) =>
+    `<tr><th><code>${esc(k)}</code></th><td>${esc(value(config[k]))}</td></tr>`).join('')
+    || '<tr><td class="muted">no configuration stored</td></tr>';
+  const failed = Boolean(run.error || run.traceback);
+  $('detail-error').hidden = !failed;
+  $('detail-error-message').textContent = run.error || '';
+  $('detail-traceback').textContent = run.traceback || '(no traceback)';
+}
+
+function render(run) {
+  renderHead(run);
+  renderFacts(run);
+  const finished = run.status === 'finished';
+  $('detail-artifacts-pending').hidden = !ACTIVE.has(run.status);
+  if (!finished) $('detail-artifacts').hidden = true;
+  if (finished && current.artifactsFor !== run.id) loadArtifacts(run);
+}
+
+async function loadArtifacts(run) {
+  current.artifactsFor = run.id;
+  let art;
+  try {
+    art = await api(`/runs/${run.id}/artifacts`);
+  } catch (e) {
+    current.artifactsFor = null;
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+    return;
+  }
+  if (current?.id !== run.id) return;
+  $('detail-artifacts').hidden = false;
+  const names = art.class_names || [];
+  const nameOf = (c) => (typeof c === 'number' ? names[c] ?? String(c) : String(c));
+  const matrix = art.confusion_matrix || [];
+  let offMax = 0;
+  matrix.forEach((row, i) => row.forEach((v, j) => { if (i !== j) offMax = Math.max(offMax, v); }));
+  // Colours scaled to the largest confusion: the diagonal saturates, the mistakes show.
+  draw($('detail-confusion'), [{
+    type: 'heatmap', z: matrix, x: names, y: names, colorscale: 'Blues', zmin: 0, zmax: offMax || undefined,
+    texttemplate: '%{z}', textfont: { size: 10 }, showscale: false,
+    hovertemplate: 'true %{y}, predicted %{x}: %{z}<extra></extra>',
+  }], layout({
+    height: 420, margin: { l: 80, r: 8, t: 8, b: 70 },
+    xaxis: axis({ title: { text: 'predicted' }, tickangle: -40, type: 'category' }),
+    yaxis: axis({ title: { text: 'true' }, autorange: 'reversed', type: 'category' }),
+  }));
+  draw($('detail-perclass'), [{
+    type: 'bar', x: names, y: art.per_class_acc || [], text: (art.per_class_acc || []).map((a) => pct(a, 1)),
+    textposition: 'outside', cliponaxis: false, marker: { color: '#2563eb' },
+    hovertemplate: '%{x}: %{y:.2%}<extra></extra>',
+  }], layout({
+    height: 420, margin: { l: 56, r: 8, t: 20, b: 70 },
+    xaxis: axis({ tickangle: -40, type: 'category' }),
+    yaxis: axis({ tickformat: '.0%', title: { text: 'test accuracy' }, rangemode: 'tozero' }),
+  }));
+  const wrong = art.misclassified || [];
+  $('detail-gallery-count').textContent = `(${wrong.length} shown)`;
+  $('detail-gallery').innerHTML = wrong.map((m) => `
+    <figure data-testid="misclassified-${m.k}">
+      <img src="/runs/${run.id}/misclassified/${m.k}.png" alt="test image ${esc(m.index)}: ${esc(nameOf(m.true))}, predicted ${esc(nameOf(m.pred))}"
+        width="64" height="64">
+      <figcaption><span class="true">${esc(nameOf(m.true))}</span> → <span class="pred">${esc(nameOf(m.pred))}</span>
+        <span class="muted">#${esc(m.index)}</span></figcaption>
+    </figure>`).join('') || '<p class="muted">No misclassified images stored.</p>';
+}
+
+function onEvent(type, d) {
+  if (!current) return;
+  if (type === 'deleted') {
+    missing(`Run #${current.id} was deleted. <a href="#view=runs">Back to the runs.</a>`);
+    teardown();
+    return;
+  }
+  if (type === 'status') {
+    current.run = { ...current.run, ...d };
+    render(current.run);
+    return;
+  }
+  applyEvent(current.run, type, d);
+  if (current.run.status === 'queued') current.run.status = 'running';
+  $('detail-progress').innerHTML = ACTIVE.has(current.run.status) ? `<div class="card">${progressHtml(current.run)}</div>` : '';
+  if (type === 'epoch') renderFacts(current.run);
+  current.curves.handle(type, d);
+}
+
+function teardown() {
+  if (!current) return;
+  current.close?.();
+  current.curves?.destroy();
+  current = null;
+}
+
+export async function show(state) {
+  const id = state.run;
+  if (!id) {
+    missing('No run chosen. Open one from the <a href="#view=runs">Runs</a> table.');
+    return;
+  }
+  if (current?.id === id) return;
+  teardown();
+  current = { id, run: null, curves: null, close: null, artifactsFor: null };
+  const mine = current;
+  let run;
+  try {
+    run = await api(`/runs/${id}`);
+  } catch (e) {
+    if (current !== mine) return;
+    teardown();
+    missing(e instanceof ApiError && e.status === 404
+      ? `Run #${id} does not exist. <a href="#view=runs">Back to the runs.</a>` : esc(e.message));
+    return;
+  }
+  if (current !== mine) return;
+  current.run = run;
+  $('detail-missing').hidden = true;
+  $('detail-body').hidden = false;
+  current.curves = new RunCurves($('detail-curves'), id, { height: 320 });
+  if (ACTIVE.has(run.status)) current.close = openRunStream(id, onEvent);
+  render(run);
+  await current.curves.load();
+}
+
+export function hide() {
+  teardown();
+}
+
+export function init() {
+  $('detail-actions').addEventListener('click', async (e) => {
+    const button = e.target.closest('button[data-action]');
+    if (!button || !current?.run) return;
+    button.disabled = true;
+    const result = await performAction(button.dataset.action, current.run);
+    button.disabled = false;
+    if (result?.deleted) { setState({ view: 'runs', run: null }, { push: true }); return; }
+    if (result && result.id !== current.id) setState({ view: 'detail', run: result.id }, { push: true });
+    else if (result) {
+      current.run = result;
+      render(result);
+      if (ACTIVE.has(result.status) && !current.close) current.close = openRunStream(current.id, onEvent);
+    }
+  });
+}

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: run test install install-test browser bench clean
+.PHONY: run test install install-test system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,13 +22,16 @@ $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-install
 
 install: $(VENV)/.stamp-install
 
-install-test: $(VENV)/.stamp-test browser
+install-test: $(VENV)/.stamp-test system-deps
 
-# Browser tests drive Debian's Chromium (no browser download is possible offline).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+# Debian packages the tests use: Chromium for the browser tests (no browser download is
+# possible offline) and Fashion-MNIST, the third dataset.
+SYSTEM_DEPS := chromium dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
 run: install
 	$(BIN)/zoolab serve

@@ -175,10 +175,11 @@ def end_run(engine: Engine, run_id: int, worker: str, status: Status, error: str
 
 
 def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | None = None,
-                 worker: str | None = None, reason: str = "worker lost") -> list[int]:
+                 worker: str | None = None, reason: str = "worker lost", refund: bool = False) -> list[int]:
     """Runs whose worker vanished (stale heartbeat, or `worker` known dead) go back to the
     queue to resume from their last finished epoch, or fail once they were tried
-    `max_attempts` times. Returns the ids it moved."""
+    `max_attempts` times. `refund`: an orderly shutdown, which does not count as an
+    attempt. Returns the ids it moved."""
     moved = []
     with Session(writer(engine)) as s:
         where = [Run.status == Status.RUNNING]
@@ -187,9 +188,9 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
         if worker is not None:
             where.append(Run.worker == worker)
         for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)).all():
-            retry = attempts < max_attempts
-            values = dict(status=Status.QUEUED, error=f"{reason} ({who}); requeued to resume",
-                          worker=None) if retry else dict(
+            retry = refund or attempts < max_attempts
+            values = dict(status=Status.QUEUED, error=f"{reason} ({who}); requeued to resume", worker=None,
+                          attempts=Run.attempts - (1 if refund else 0)) if retry else dict(
                 status=Status.FAILED, finished_at=utcnow(),
                 error=f"{reason} ({who}); gave up after {attempts} attempts")
             if s.execute(update(Run).where(Run.id == run_id, *where).values(

@@ -136,8 +136,8 @@ class Worker:
                 old.unlink()
         except Stopped:
             if self.shutting_down.is_set():
-                queue.release_lost(self.engine, self.settings.max_attempts + 1, worker=self.name,
-                                   reason="worker shut down")
+                queue.release_lost(self.engine, self.settings.max_attempts, worker=self.name,
+                                   reason="worker shut down", refund=True)
             else:
                 queue.end_run(self.engine, run_id, self.name, Status.CANCELLED)
         except queue.LostRun:

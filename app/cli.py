@@ -35,7 +35,10 @@ def _serve(args) -> int:
     # `running`. As an exception it unwinds through `finally`, which stops the worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="warning")
+        # Open event streams never end by themselves: without a graceful-shutdown limit a
+        # dashboard left open would keep the server (and its worker) up after SIGTERM.
+        uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="warning",
+                    timeout_graceful_shutdown=3)
     finally:
         if supervisor:
             supervisor.stop()

@@ -116,6 +116,7 @@ class Stack:
         self.env.update(env or {})
         self.args = list(args)
         self.proc: subprocess.Popen | None = None
+        self.workers_started: list[subprocess.Popen] = []
         self._log = None
 
     # --- lifecycle ------------------------------------------------------------------
@@ -154,6 +155,17 @@ class Stack:
         wait_for(healthy, timeout, f"zoolab serve on port {self.port} to be healthy")
         return self
 
+    def spawn_worker(self, name: str, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
+        """A standalone worker (`python -m trainer.worker`) on this stack's database, for a
+        stack started with worker=False; ended by close()."""
+        if self._log is None:
+            self._log = open(self.log_path, "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "trainer.worker", "--name", name], env=self.env,
+                                cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT,
+                                preexec_fn=preexec_fn)
+        self.workers_started.append(proc)
+        return proc
+
     def signal(self, sig: int) -> None:
         """Send `sig` to the server process only (not its worker)."""
         self.proc.send_signal(sig)
@@ -163,17 +175,28 @@ class Stack:
 
     def close(self) -> None:
         """Stop the server gracefully, then end whatever is left of its process group."""
+        for worker in self.workers_started:
+            if worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(20)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait(10)
         if self.proc is None:
+            if self._log:
+                self._log.close()
+                self._log = None
             return
-        if self.proc.poll() is None:
+        if self.proc.poll() is None:  # a live server stops its worker itself: give it time
             self.proc.terminate()
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 pass
-        deadline = time.monotonic() + 10
-        while group_pids(self.proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            deadline = time.monotonic() + 10
+            while group_pids(self.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)  # only this stack's own process group
         except ProcessLookupError:
@@ -242,6 +265,9 @@ class Stack:
         con = sqlite3.connect(self.db_path, timeout=30)
         con.execute("PRAGMA busy_timeout=30000")
         return con
+
+    def integrity_check(self) -> str:
+        return self.query("PRAGMA integrity_check")[0][0]
 
     def query(self, sql: str, *params) -> list[tuple]:
         con = self.db()

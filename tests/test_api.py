@@ -17,6 +17,10 @@ def _create(client, **body):
     return client.post("/runs", json={"model": "mnist-logreg", **body})
 
 
+def test_batch_size_one_is_fine_without_batchnorm(client):
+    assert _create(client, batch_size=1).status_code == 201
+
+
 def _total(client) -> int:
     return client.get("/runs").json()["total"]
 
@@ -56,6 +60,8 @@ def _error_fields(response) -> list[str]:
     ({"seed": -1}, "body.seed"),
     ({"augment": "autoaugment"}, "body"),  # CIFAR-10 augmentation on MNIST
     ({"dataset": "cifar10"}, "body"),  # a 3-channel dataset for an MNIST network
+    ({"train_subset": 1}, "body.train_subset"),
+    ({"model": "mnist-3fc-2bn-51k", "batch_size": 1}, "body"),  # BatchNorm needs 2 images a batch
 ])
 def test_bad_input_is_a_422_naming_the_field_and_stores_nothing(client, body, field):
     r = _create(client, **body)

@@ -39,7 +39,7 @@ class RunConfig(BaseModel):
     augment_from_epoch: Annotated[int, Field(ge=1, le=1000, description="First epoch (1-based) trained with augmentation")]
     normalize: Annotated[Literal[NORMALIZATIONS], Field(description="mnist = the notes' (0.1307, 0.3081), cifar = per-channel")]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)]
-    train_subset: Annotated[int | None, Field(ge=1, description="Train on the first N images only (smoke tests)")] = None
+    train_subset: Annotated[int | None, Field(ge=2, description="Train on the first N images only (smoke tests)")] = None
     test_subset: Annotated[int | None, Field(ge=1, description="Evaluate on the first N test images only")] = None
 
     @field_validator("model")
@@ -59,6 +59,10 @@ class RunConfig(BaseModel):
             raise ValueError("augment 'mnist-notes' is for MNIST-shaped datasets")
         if self.augment in ("autoaugment", "flip-crop") and channels != 3:
             raise ValueError(f"augment '{self.augment}' is for CIFAR-10")
+        if self.batch_size < 2 and any(layer.startswith(("bn", "convblock", "inception", "resblock"))
+                                       for layer in get_preset(self.model).layers):
+            raise ValueError(f"batch_size 1 cannot train '{self.model}': its BatchNorm layers need "
+                             "at least 2 images per batch")
         if self.normalize == "cifar" and channels != 3:
             raise ValueError("normalize 'cifar' (per-channel statistics) is for CIFAR-10")
         return self

@@ -49,10 +49,17 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def default_threads() -> int:
-    # Leave a core to the server when there are several; on two cores the server's share
-    # is small and training on both is faster.
+    # Leave a core to the server (and anything else running): measured on a 2-core box
+    # (bench/README.md), 2 OpenMP threads collapse 10-50x as soon as another process
+    # wants a core (threads spin at barriers while one is descheduled); 1 thread does not.
     cores = os.cpu_count() or 1
-    return cores if cores <= 2 else cores - 1
+    return max(1, cores - 1)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    # CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError (ENOMEM).
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
 
 
 class Heartbeat(threading.Thread):
@@ -144,11 +151,13 @@ class Worker:
             log.warning("run %s is no longer ours (cancelled, deleted or taken over)", run_id)
         except (Diverged, DatasetError) as e:
             queue.end_run(self.engine, run_id, self.name, Status.FAILED, error=str(e))
-        except torch.OutOfMemoryError as e:
-            queue.end_run(self.engine, run_id, self.name, Status.FAILED,
-                          error=f"out of memory on {self.device} with batch size {config.batch_size}: "
-                                f"lower batch_size ({str(e).splitlines()[0]})")
         except Exception as e:
+            if _out_of_memory(e):
+                log.warning("run %s: out of memory (batch size %s)", run_id, config.batch_size)
+                queue.end_run(self.engine, run_id, self.name, Status.FAILED,
+                              error=f"out of memory on {self.device} with batch size {config.batch_size}: "
+                                    f"lower batch_size ({str(e).splitlines()[0]})")
+                return
             log.exception("run %s failed", run_id)
             queue.end_run(self.engine, run_id, self.name, Status.FAILED,
                           error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())

@@ -217,19 +217,29 @@ def delete_run(run_id: RunId, session: WriteSessionDep) -> Response:
 LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**62)]
 
 
+def _replay_batch(cursor: int | None, run_id: int | None):
+    # Its own short session per batch: a session held across the awaits below would keep a
+    # pooled connection while waiting for an executor thread, and many streams opening at
+    # once (tabs reconnecting after a restart) then starve the pool until it times out.
+    with Session(get_engine()) as s:
+        if cursor is None:
+            cursor = last_event_id(s)
+        missed, seen = fetch(s, cursor, run_id)
+        return cursor, missed, seen
+
+
 async def _stream(request: Request, run_id: int | None, last_id: int | None):
     broadcaster = request.app.state.broadcaster
     live = broadcaster.subscribe()
     try:
-        with Session(get_engine()) as s:
-            cursor = last_id if last_id is not None else await asyncio.to_thread(last_event_id, s)
-            while True:  # replay what the client missed, then follow the live feed
-                missed, seen = await asyncio.to_thread(fetch, s, cursor, run_id)
-                for item in missed:
-                    yield ServerSentEvent(id=str(item.id), event=item.kind, data=item.data)
-                if seen == cursor:
-                    break
-                cursor = seen
+        cursor = last_id
+        while True:  # replay what the client missed, then follow the live feed
+            cursor, missed, seen = await asyncio.to_thread(_replay_batch, cursor, run_id)
+            for item in missed:
+                yield ServerSentEvent(id=str(item.id), event=item.kind, data=item.data)
+            if seen == cursor:
+                break
+            cursor = seen
         while live in broadcaster.subscribers and not await request.is_disconnected():
             try:
                 item = await asyncio.wait_for(live.get(), timeout=5)

@@ -47,6 +47,7 @@ function askToken() {
       const token = dialog.returnValue === 'ok' ? input.value.trim() : '';
       resolve(token || null);
     }, { once: true });
+    document.getElementById('token-cancel').onclick = () => dialog.close('cancel');
     dialog.showModal();
     input.focus();
   });

@@ -30,7 +30,7 @@ async function fetchRun(id) {
 // Finished runs of the same datasets, for context in the scatter plots and the Pareto front.
 async function fetchContext(datasets) {
   const pages = await Promise.all(datasets.map((dataset) => api(`/runs${query({
-    dataset, status: 'finished', sort: 'best_test_acc', order: 'desc', limit: 500,
+    dataset, status: 'finished', sort: 'best_test_acc', order: 'desc', limit: 1000,
   })}`)));
   return pages.flatMap((p) => p.items);
 }
@@ -47,7 +47,7 @@ export function paretoFront(points) {
 function curveCharts(xMode) {
   const xOf = (e) => (xMode === 'wall' ? e.wall_seconds : e.epoch);
   const xTitle = xMode === 'wall' ? 'seconds since the run started' : 'epoch';
-  for (const [el, key, yaxis] of [['compare-acc', 'test_acc', { tickformat: '.1%', title: { text: 'test accuracy' } }],
+  for (const [el, key, yaxis] of [['compare-acc', 'test_acc', { tickformat: '.2~%', title: { text: 'test accuracy' } }],
     ['compare-loss', 'test_loss', { title: { text: 'test loss' } }]]) {
     const data = shown.map(({ run, metrics, color }) => {
       const epochs = [...(metrics.epochs || [])].sort((a, b) => a.epoch - b.epoch);
@@ -57,9 +57,11 @@ function curveCharts(xMode) {
         hovertemplate: `%{y:${key === 'test_acc' ? '.2%' : '.4f'}}<extra>${esc(label(run))}</extra>`,
       };
     });
+    const epochs = Math.max(0, ...shown.map(({ metrics }) => (metrics.epochs || []).length));
+    const xaxis = xMode === 'wall' ? { rangemode: 'tozero' } : { dtick: epochs <= 12 ? 1 : undefined };
     draw($(el), data, layout({
       height: 340, uirevision: `${el}-${xMode}`,
-      xaxis: axis({ title: { text: xTitle }, rangemode: 'tozero' }), yaxis: axis(yaxis),
+      xaxis: axis({ title: { text: xTitle }, ...xaxis }), yaxis: axis(yaxis),
     }));
   }
 }
@@ -102,7 +104,7 @@ function scatterCharts(context, zoo) {
   draw($('compare-params'), [otherTrace('params'), notesTrace('params'), ...fronts, ...perRun('params')], layout({
     height: 340, uirevision: 'compare-params',
     xaxis: axis({ type: 'log', title: { text: 'parameters (log scale)' } }),
-    yaxis: axis({ tickformat: '.1%', title: { text: 'best test accuracy' } }),
+    yaxis: axis({ tickformat: '.1~%', title: { text: 'best test accuracy' } }),
   }));
   const timedNotes = notesTrace('time');
   const keep = timedNotes.x.map((x) => typeof x === 'number');
@@ -110,7 +112,7 @@ function scatterCharts(context, zoo) {
   draw($('compare-time'), [otherTrace('total_seconds'), timedNotes, ...perRun('total_seconds')], layout({
     height: 340, uirevision: 'compare-time',
     xaxis: axis({ type: 'log', title: { text: 'training time, seconds (log scale)' } }),
-    yaxis: axis({ tickformat: '.1%', title: { text: 'best test accuracy' } }),
+    yaxis: axis({ tickformat: '.1~%', title: { text: 'best test accuracy' } }),
   }));
 }
 
@@ -118,17 +120,20 @@ function bestChart(zoo) {
   const notesOf = new Map(zoo.map((p) => [p.id, p.notes_acc]));
   const labels = shown.map(({ run }) => label(run));
   draw($('compare-best'), [
-    { type: 'bar', name: 'best test accuracy', x: labels, y: shown.map(({ run }) => run.best_test_acc),
+    { type: 'bar', orientation: 'h', name: 'best test accuracy', y: labels, x: shown.map(({ run }) => run.best_test_acc),
       marker: { color: shown.map((s) => s.color) }, text: shown.map(({ run }) => pct(run.best_test_acc)),
-      textposition: 'outside', cliponaxis: false, hovertemplate: '%{x}<br>%{y:.2%}<extra></extra>' },
-    { type: 'scatter', name: "the notes' result for the preset", x: labels,
-      y: shown.map(({ run }) => run.notes_acc ?? notesOf.get(run.model) ?? null), mode: 'markers',
-      marker: { symbol: 'line-ew-open', size: 28, color: '#b45309', line: { width: 3 } },
-      hovertemplate: 'notes: %{y:.2%}<extra></extra>' },
+      textposition: 'inside', insidetextanchor: 'end', textfont: { color: '#fff' },
+      hovertemplate: '%{y}<br>%{x:.2%}<extra></extra>' },
+    { type: 'scatter', name: "the notes' result for the preset", y: labels,
+      x: shown.map(({ run }) => run.notes_acc ?? notesOf.get(run.model) ?? null), mode: 'markers',
+      marker: { symbol: 'line-ns-open', size: 26, color: '#b45309', line: { width: 3 } },
+      hovertemplate: 'notes: %{x:.2%}<extra></extra>' },
   ], layout({
-    height: 280, uirevision: 'compare-best', bargap: 0.45,
-    xaxis: axis({ automargin: true }), yaxis: axis({ tickformat: '.0%', title: { text: 'best test accuracy' }, rangemode: 'tozero' }),
-    legend: { orientation: 'h', y: 1.08, x: 1, xanchor: 'right' },
+    height: 90 + 44 * shown.length, uirevision: 'compare-best', bargap: 0.35,
+    margin: { l: 16, r: 16, t: 8, b: 40 },
+    yaxis: axis({ autorange: 'reversed', automargin: true }),
+    xaxis: axis({ tickformat: '.0%', title: { text: 'best test accuracy' }, range: [0, 1] }),
+    legend: { orientation: 'h', y: 1.02, yanchor: 'bottom', x: 1, xanchor: 'right' },
   }));
 }
 

@@ -96,7 +96,7 @@ async function loadArtifacts(run) {
   matrix.forEach((row, i) => row.forEach((v, j) => { if (i !== j) offMax = Math.max(offMax, v); }));
   // Colours scaled to the largest confusion: the diagonal saturates, the mistakes show.
   draw($('detail-confusion'), [{
-    type: 'heatmap', z: matrix, x: names, y: names, colorscale: 'Blues', zmin: 0, zmax: offMax || undefined,
+    type: 'heatmap', z: matrix, x: names, y: names, colorscale: 'Blues', reversescale: true, zmin: 0, zmax: offMax || undefined,
     texttemplate: '%{z}', textfont: { size: 10 }, showscale: false,
     hovertemplate: 'true %{y}, predicted %{x}: %{z}<extra></extra>',
   }], layout({
@@ -174,7 +174,9 @@ export async function show(state) {
   current.run = run;
   $('detail-missing').hidden = true;
   $('detail-body').hidden = false;
-  current.curves = new RunCurves($('detail-curves'), id, { height: 320 });
+  current.curves = new RunCurves($('detail-curves'), id, {
+    height: 320, emptyText: ACTIVE.has(run.status) ? undefined : 'no epoch was recorded',
+  });
   if (ACTIVE.has(run.status)) current.close = openRunStream(id, onEvent);
   render(run);
   await current.curves.load();

@@ -4,7 +4,7 @@
 
 import { ApiError, loadOptions, loadZoo, post } from './api.js';
 import { esc, int, pct, seconds } from './format.js';
-import { readState, setState } from './state.js';
+import { setState } from './state.js';
 import { toast } from './widgets.js';
 
 // The hyper-parameters of POST /runs, grouped as the form shows them. `options` names the list
@@ -43,6 +43,7 @@ let zoo = [];
 let options = {};
 let preset = null;
 let fields = []; // the fields of the form shown, with their defaults
+let shownDataset = '';
 
 const $ = (id) => document.getElementById(id);
 
@@ -121,7 +122,7 @@ function inputHtml(field, def) {
 function renderForm() {
   const box = $('launch-fields');
   if (!preset) {
-    box.innerHTML = '<p class="muted">Pick a preset on the left.</p>';
+    box.innerHTML = '<p class="muted">Pick a preset of the zoo.</p>';
     $('launch-submit').disabled = true;
     $('launch-layers').hidden = true;
     return;
@@ -213,7 +214,7 @@ async function submit(e) {
 }
 
 async function launchChronology() {
-  const dataset = readState().ds || datasetsOf()[0];
+  const dataset = shownDataset;
   const list = presetsOf(dataset);
   if (!list.length || !confirm(`Queue all ${list.length} ${dataset} presets in the notes' order, each with its defaults?`)) return;
   const button = $('launch-chronology');
@@ -245,6 +246,7 @@ export async function show(state) {
   const datasets = datasetsOf();
   const dataset = datasets.includes(state.ds) ? state.ds : (zoo.find((p) => p.id === state.preset)?.dataset || datasets[0]);
   const next = zoo.find((p) => p.id === state.preset && p.dataset === dataset) || null;
+  shownDataset = dataset;
   renderDatasets(dataset);
   renderPresets(dataset, next?.id);
   if (next !== preset || !$('launch-fields').children.length) {
@@ -261,7 +263,10 @@ export function init({ launched }) {
   });
   $('preset-list').addEventListener('click', (e) => {
     const b = e.target.closest('button[data-preset]');
-    if (b) setState({ preset: b.dataset.preset });
+    if (!b) return;
+    setState({ preset: b.dataset.preset });
+    // One column in narrow windows: bring the form into view.
+    if (window.matchMedia('(max-width: 1000px)').matches) $('launch-form').scrollIntoView({ behavior: 'smooth' });
   });
   $('launch-form').addEventListener('submit', submit);
   $('launch-reset').addEventListener('click', () => renderForm());

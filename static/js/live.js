@@ -23,12 +23,14 @@ function curveTraces(m) {
   const epochs = [...(m.epochs || [])].sort((a, b) => a.epoch - b.epoch);
   const line = (color, dash) => ({ color, width: 2, dash });
   return [
-    { name: 'train loss', x: dedup.map((p) => p.x), y: dedup.map((p) => p.loss), mode: 'lines',
-      line: line(PALETTE[0]), xaxis: 'x', yaxis: 'y', legendgroup: 'train' },
-    { name: 'test loss', x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.test_loss), mode: 'lines+markers',
+    { name: 'train', x: dedup.map((p) => p.x), y: dedup.map((p) => p.loss), mode: 'lines',
+      line: line(PALETTE[0]), xaxis: 'x', yaxis: 'y', legendgroup: 'train',
+      hovertemplate: 'epoch %{x:.2f}<br>train loss %{y:.4f}<br>(mean over the epoch so far)<extra></extra>' },
+    { name: 'test', x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.test_loss), mode: 'lines+markers',
       line: line(PALETTE[1]), marker: { size: 6 }, xaxis: 'x', yaxis: 'y', legendgroup: 'test' },
     { name: 'train accuracy', x: dedup.map((p) => p.x), y: dedup.map((p) => p.acc), mode: 'lines',
-      line: line(PALETTE[0]), xaxis: 'x2', yaxis: 'y2', legendgroup: 'train', showlegend: false },
+      line: line(PALETTE[0]), xaxis: 'x2', yaxis: 'y2', legendgroup: 'train', showlegend: false,
+      hovertemplate: 'epoch %{x:.2f}<br>train accuracy %{y:.2%}<br>(over the epoch so far)<extra></extra>' },
     { name: 'test accuracy', x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.test_acc), mode: 'lines+markers',
       line: line(PALETTE[1]), marker: { size: 6 }, xaxis: 'x2', yaxis: 'y2', legendgroup: 'test', showlegend: false },
   ];
@@ -36,10 +38,11 @@ function curveTraces(m) {
 
 // One run's loss (left) and accuracy (right) against epochs; fed by events after one fetch.
 export class RunCurves {
-  constructor(el, runId, { height = 240 } = {}) {
+  constructor(el, runId, { height = 240, emptyText = 'waiting for the first batches…' } = {}) {
     this.el = el;
     this.runId = runId;
     this.height = height;
+    this.emptyText = emptyText;
     this.pending = [];
     this.ready = false;
     this.lastX = -Infinity;
@@ -64,16 +67,20 @@ export class RunCurves {
   }
 
   layout() {
+    // Empty axes get a plain frame until the first point arrives (see extend()); then they
+    // follow the data, until the user zooms.
+    const empty = (range) => (this.empty ? { range } : {});
+    const x = { rangemode: 'tozero', ...empty([0, 1]) };
     return layout({
       height: this.height,
       uirevision: `run-${this.runId}`,
       margin: { l: 48, r: 12, t: 8, b: 36 },
       legend: { orientation: 'h', y: 1.02, yanchor: 'bottom', x: 1, xanchor: 'right', font: { size: 11 } },
-      xaxis: axis({ domain: [0, 0.45], title: { text: 'epoch', standoff: 4 }, rangemode: 'tozero' }),
-      yaxis: axis({ title: { text: 'loss', standoff: 4 } }),
-      xaxis2: axis({ domain: [0.55, 1], title: { text: 'epoch', standoff: 4 }, rangemode: 'tozero' }),
-      yaxis2: axis({ anchor: 'x2', title: { text: 'accuracy', standoff: 4 }, tickformat: '.0%' }),
-      annotations: this.empty ? [{ text: 'waiting for the first batches…', xref: 'paper', yref: 'paper',
+      xaxis: axis({ domain: [0, 0.45], title: { text: 'epoch', standoff: 4 }, ...x }),
+      yaxis: axis({ title: { text: 'loss', standoff: 4 }, ...empty([0, 2.5]) }),
+      xaxis2: axis({ domain: [0.55, 1], title: { text: 'epoch', standoff: 4 }, ...x }),
+      yaxis2: axis({ anchor: 'x2', title: { text: 'accuracy', standoff: 4 }, tickformat: '.1~%', ...empty([0, 1]) }),
+      annotations: this.empty ? [{ text: this.emptyText, xref: 'paper', yref: 'paper',
         x: 0.5, y: 0.5, showarrow: false, font: { color: '#6b7280' } }] : [],
     });
   }
@@ -105,7 +112,8 @@ export class RunCurves {
     Plotly.extendTraces(this.el, { x, y }, indices);
     if (this.empty) {
       this.empty = false;
-      Plotly.relayout(this.el, { annotations: [] });
+      Plotly.relayout(this.el, { annotations: [], 'xaxis.autorange': true, 'yaxis.autorange': true,
+        'xaxis2.autorange': true, 'yaxis2.autorange': true });
     }
   }
 
@@ -192,7 +200,8 @@ export class LivePanel {
     applyEvent(card.run, type, d);
     if (card.run.status === 'queued') card.run.status = 'running'; // its status event is on the way
     this.renderProgress(card);
-    card.curves?.handle(type, d);
+    this.ensureChart(card);
+    card.curves.handle(type, d);
   }
 
   upsert(run) {
@@ -221,18 +230,27 @@ export class LivePanel {
         <a class="run-link" href="#view=detail&run=${run.id}" data-go-view="detail" data-go-run="${run.id}">
           <span class="run-id">#${run.id}</span> <span class="slot-name"></span></a>
         <span class="slot-status"></span>
+        <span class="live-card-actions slot-actions"></span>
         <button type="button" class="icon-btn slot-dismiss" title="Dismiss" aria-label="Dismiss" hidden>×</button>
       </div>
       <div class="live-card-sub muted slot-sub"></div>
       <div class="slot-progress"></div>
-      <div class="live-chart" id="live-chart-${run.id}" data-testid="live-chart-${run.id}"></div>
-      <div class="live-card-actions slot-actions"></div>`;
+      <div class="live-chart" id="live-chart-${run.id}" data-testid="live-chart-${run.id}" hidden></div>`;
     const card = { run: { ...run }, el, curves: null, endedAt: null, sig: '' };
-    card.curves = new RunCurves(el.querySelector('.live-chart'), run.id, { height: 210 });
     this.cards.set(run.id, card);
     this.box.append(el);
-    card.curves.load().catch((e) => console.error(e));
     return card;
+  }
+
+  // A queued run's card stays compact; its chart starts when a worker takes it.
+  ensureChart(card) {
+    if (card.curves || card.run.status === 'queued') return;
+    const el = card.el.querySelector('.live-chart');
+    el.hidden = false;
+    card.curves = new RunCurves(el, card.run.id, {
+      height: 210, emptyText: ACTIVE.has(card.run.status) ? undefined : 'no epoch was recorded',
+    });
+    card.curves.load().catch((e) => console.error(e));
   }
 
   renderCard(card) {
@@ -248,6 +266,7 @@ export class LivePanel {
       el.classList.toggle('ended', !ACTIVE.has(run.status));
     }
     this.renderProgress(card);
+    this.ensureChart(card);
   }
 
   renderProgress(card) {

@@ -8,6 +8,7 @@ import * as launch from './launch.js';
 import { fitCharts } from './plots.js';
 import * as runs from './runs.js';
 import { onStateChange, readState, setState } from './state.js';
+import { debounce } from './widgets.js';
 import * as workers from './workers.js';
 
 const VIEWS = { launch, runs, compare, detail };
@@ -54,9 +55,11 @@ function start() {
   detail.init();
   launch.init({ launched: (run) => runs.addLaunched(run) });
   workers.init();
+  const refreshWorkers = debounce(workers.poll, 300); // a claim or an end changes a worker's state
   subscribe((type, data) => {
     runs.handleEvent(type, data);
     compare.handleEvent(type, data);
+    if (type === 'status') refreshWorkers();
   });
   document.addEventListener('click', onClick);
   onStateChange(route);

@@ -3,7 +3,7 @@
 // global event stream, with row actions and a selection for Compare.
 
 import { api, loadOptions, query } from './api.js';
-import { compact, datetime, esc, int, pct, seconds } from './format.js';
+import { compact, datetime, esc, int, pct, seconds, shortDatetime } from './format.js';
 import { applyEvent, LivePanel } from './live.js';
 import { fitCharts } from './plots.js';
 import { readState, setState } from './state.js';
@@ -22,10 +22,12 @@ let total = 0;
 let visible = false;
 const scheduleReload = debounce(() => load(readState()), 500);
 
-function listParams(state, withPage = true) {
-  const p = { dataset: state.dataset, status: state.status, q: state.q, sort: state.sort, order: state.order };
-  if (withPage) Object.assign(p, { limit: state.limit, offset: state.offset });
-  return p;
+function filters(state) {
+  return { dataset: state.dataset, status: state.status, q: state.q };
+}
+
+function listParams(state) {
+  return { ...filters(state), sort: state.sort, order: state.order, limit: state.limit, offset: state.offset };
 }
 
 function notesLine(text, beat) {
@@ -48,9 +50,9 @@ function rowHtml(run) {
     <td class="num"><span data-testid="best-${run.id}">${pct(acc)}</span>${notesLine(run.notes_acc != null ? `notes ${pct(run.notes_acc)}` : '', beat)}</td>
     <td class="num">${pct(run.final_test_acc)}</td>
     <td class="num">${epochs}</td>
-    <td class="num">${seconds(run.total_seconds)}${notesLine(run.notes_seconds != null ? `notes ${seconds(run.notes_seconds)}` : '')}</td>
+    <td class="num">${run.status === 'queued' && !run.total_seconds ? '—' : seconds(run.total_seconds)}${notesLine(run.notes_seconds != null ? `notes ${seconds(run.notes_seconds)}` : '')}</td>
     <td class="num">${int(run.images_per_second)}</td>
-    <td class="col-created" title="${esc(run.created_at || '')}">${datetime(run.created_at)}</td>
+    <td class="col-created" title="${esc(datetime(run.created_at))}">${shortDatetime(run.created_at)}</td>
     <td class="col-actions">${actionButtons(run)}</td>`;
 }
 
@@ -105,7 +107,7 @@ function renderHeader(state) {
   const q = document.getElementById('filter-q');
   if (document.activeElement !== q) q.value = state.q;
   document.getElementById('runs-limit').value = String(state.limit);
-  document.getElementById('runs-export').href = `/runs.csv${query(listParams(state, false))}`;
+  document.getElementById('runs-export').href = `/runs.csv${query(filters(state))}`;
 }
 
 function renderPager(state) {

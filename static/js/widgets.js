@@ -8,8 +8,9 @@ export const ACTIVE = new Set(['queued', 'running']);
 export function statusBadge(run) {
   const s = run.status;
   const cancelling = run.cancel_requested && ACTIVE.has(s) ? ' · cancelling' : '';
+  const title = run.error ? ` title="${esc(run.error)}"` : '';
   return `<span class="badge status-${esc(s)}" data-testid="status-${run.id}" data-run="${run.id}"`
-    + ` data-status="${esc(s)}">${esc(s)}${cancelling}</span>`;
+    + ` data-status="${esc(s)}"${title}>${esc(s)}${cancelling}</span>`;
 }
 
 // Where a queued or running run stands: place in the queue, or epoch k of N, position in the

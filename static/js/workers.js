@@ -34,7 +34,7 @@ function render(health, workers) {
   }
 }
 
-async function poll() {
+export async function poll() {
   if (document.hidden) return;
   try {
     const [health, workers] = await Promise.all([api('/health'), api('/workers').catch(() => [])]);

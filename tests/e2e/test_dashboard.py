@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .conftest import QUICK, REPO, TOKEN, TOKEN_KEY, screenshot
+from zoolab_e2e import QUICK, REPO, TOKEN, TOKEN_KEY, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -20,9 +20,11 @@ RECORD_TABLE = """() => {
   window.__notReloaded = true;
   const record = (node) => {
     if (node.nodeType !== 1) return;
-    for (const el of [node, ...node.querySelectorAll('[data-status], .progress')]) {
+    for (const el of [node, ...node.querySelectorAll('[data-status], .progress, .queue-place')]) {
       if (el.dataset && el.dataset.status) window.__seen.push(['status', +el.dataset.run, el.dataset.status]);
-      else if (el.classList && el.classList.contains('progress')) window.__seen.push(['progress', el.dataset.testid, el.textContent]);
+      else if (el.classList && (el.classList.contains('progress') || el.classList.contains('queue-place'))) {
+        window.__seen.push(['progress', el.dataset.testid, el.textContent]);
+      }
     }
   };
   new MutationObserver((records) => records.forEach((r) => r.addedNodes.forEach(record)))
@@ -39,10 +41,11 @@ def trace_names(page, element_id: str) -> list[str]:
     return page.evaluate(f"document.getElementById({element_id!r}).data.map((t) => t.name)")
 
 
-def wait_for_chart(page, element_id: str, traces: int = 1):
+def wait_for_chart(page, element_id: str, traces: int = 1, timeout: float = 20_000):
     page.wait_for_function(
         "([id, n]) => { const el = document.getElementById(id);"
-        " return el && el.data && el.data.length >= n && el.offsetWidth > 0; }", arg=[element_id, traces])
+        " return el && el.data && el.data.length >= n && el.offsetWidth > 0; }", arg=[element_id, traces],
+        timeout=timeout)
 
 
 def hash_state(page) -> dict:
@@ -80,7 +83,7 @@ def test_launch_and_watch_a_run_live(fresh_page, server):
     row.wait_for()
     run_id = int(row.get_attribute("data-run-id"))
     chart = f"live-chart-{run_id}"
-    wait_for_chart(page, chart, 4)
+    wait_for_chart(page, chart, 4, timeout=120_000)  # drawn once a worker takes the run
     page.evaluate("""(id) => { window.__lengths = [];
       setInterval(() => { const el = document.getElementById(id);
         if (el && el.data) window.__lengths.push(el.data[0].x.length); }, 40); }""", chart)
@@ -96,6 +99,8 @@ def test_launch_and_watch_a_run_live(fresh_page, server):
     assert [s for s in order if s in ("queued", "running", "finished")] == ["queued", "running", "finished"], statuses
     progress = [text for kind, tid, text in seen if kind == "progress" and tid == f"progress-{run_id}"]
     assert any(re.search(r"Epoch \d of 3", t) for t in progress), progress
+    places = [text for kind, tid, text in seen if kind == "progress" and tid == f"queue-{run_id}"]
+    assert places and places[0] == "1st in queue", places
 
     # The live chart grew while the page stayed (no reload): more points over time.
     lengths = page.evaluate("window.__lengths")
@@ -195,6 +200,7 @@ def test_run_detail(page, server, finished_runs):
     assert heatmap == {"type": "heatmap", "rows": 10, "cols": 10, "total": 10_000}  # the full MNIST test set
     wait_for_chart(page, "detail-perclass")
     assert page.evaluate("document.getElementById('detail-perclass').data[0].y.length") == 10
+    wait_for_chart(page, "detail-curves", 4)
     assert page.evaluate(TRACE_LENGTHS, "detail-curves")[3] == QUICK["epochs"]
 
     figures = page.locator("[data-testid=detail-gallery] figure")
@@ -222,13 +228,14 @@ def test_url_state_survives_a_reload(page, server, finished_runs):
     page.select_option("#filter-dataset", "mnist")
     page.select_option("#filter-status", "finished")
     page.fill("#filter-q", "e2e mnist")
+    page.wait_for_function("location.hash.includes('q=')")
     page.click("#runs-table th[data-sort=best_test_acc]")
+    page.wait_for_function("location.hash.includes('sort=best_test_acc')")
     page.check(f"[data-testid=select-{a['id']}]")
     page.check(f"[data-testid=select-{b['id']}]")
-    page.wait_for_function("location.hash.includes('q=')")
     state = hash_state(page)
     assert state["sel"] == f"{a['id']},{b['id']}"
-    assert (state["dataset"], state["status"], state["sort"], state["order"]) == ("mnist", "finished", "best_test_acc", "desc")
+    assert (state["dataset"], state["status"], state["sort"], state.get("order", "desc")) == ("mnist", "finished", "best_test_acc", "desc")
 
     page.reload()
     page.wait_for_selector(f"[data-testid=select-{a['id']}]")
@@ -301,13 +308,26 @@ def test_thousand_runs_and_no_worker(page, idle_server):
     page.wait_for_selector(f"#runs-tbody [data-testid=status-{row_id}][data-status=queued]")
     assert server.run(int(row_id))["status"] == "queued"
 
+    # The whole CIFAR-10 chronology, queued in the notes' order.
+    zoo = [p["id"] for p in sorted(server.api.get("/zoo").json(), key=lambda p: p["order"]) if p["dataset"] == "cifar10"]
+    page.goto(f"{server.url}/#view=launch&ds=cifar10")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=launch-chronology]")
+    page.wait_for_function("location.hash.includes('view=runs')")
+    newest = server.api.get("/runs", params={"limit": len(zoo)}).json()["items"]
+    assert [r["model"] for r in reversed(newest)] == zoo
+    page.wait_for_function("document.getElementById('runs-pageinfo').textContent.endsWith(`of ${%d} runs`)" % (500 + len(zoo)))
+
 
 def test_narrow_window(narrow_page, server, finished_runs):
     page = narrow_page
     run = finished_runs[0]
+    ready = {"runs": "#runs-tbody tr", "launch": "#preset-list .preset",
+             "detail": "#detail-confusion .main-svg", "compare": "#compare-params .main-svg"}
     for view in ("runs", "launch", f"detail&run={run['id']}", f"compare&sel={run['id']}"):
         page.goto(f"{server.url}/#view={view}")
-        page.wait_for_load_state("networkidle")
+        page.wait_for_selector(ready[view.split("&")[0]])
+        page.wait_for_timeout(300)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{view}: the page is {overflow}px wider than the window"
         screenshot(page, f"narrow_{view.split('&')[0]}")

@@ -27,9 +27,10 @@ from typing import Any
 
 import httpx
 
-DATA_DIR = os.environ.get("ZOOLAB_DATA_DIR", "/work/shared/data")
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = os.environ.get("ZOOLAB_DATA_DIR") or str(REPO.parent / "shared" / "data")
 TERMINAL = ("finished", "failed", "cancelled")
-# A run that trains in a couple of seconds; the full test set is still evaluated.
+# A run that trains and evaluates in a second or two.
 QUICK_RUN = {"model": "mnist-logreg", "epochs": 1, "train_subset": 2000, "test_subset": 2000}
 
 
@@ -152,7 +153,11 @@ class Stack:
             r = httpx.get(self.url + "/health", timeout=5)
             return r.status_code == 200 and r.json()["workers_alive"] >= want
 
-        wait_for(healthy, timeout, f"zoolab serve on port {self.port} to be healthy")
+        try:
+            wait_for(healthy, timeout, f"zoolab serve on port {self.port} to be healthy")
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def spawn_worker(self, name: str, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
@@ -241,7 +246,7 @@ class Stack:
         return r.json()
 
     def wait_run(self, run_id: int, status: str | Iterable[str] = TERMINAL, timeout: float = 120.0,
-                 where: Callable[[dict], bool] = lambda run: True) -> dict:
+                 where: Callable[[dict], bool] = lambda run: True, every: float = 0.2) -> dict:
         """Wait until run `run_id` has `status` (one or several) and `where(run)` holds.
         Fails at once if the run reaches another terminal status."""
         wanted = {status} if isinstance(status, str) else set(status)
@@ -253,7 +258,7 @@ class Stack:
                                      f"{run['error']}\n{run['traceback'] or ''}")
             return run if run["status"] in wanted and where(run) else None
 
-        return wait_for(check, timeout, f"run {run_id} to be {sorted(wanted)}")
+        return wait_for(check, timeout, f"run {run_id} to be {sorted(wanted)}", every=every)
 
     def workers(self) -> list[dict]:
         return self.get("/workers").json()
@@ -261,7 +266,7 @@ class Stack:
     # --- the database, read directly --------------------------------------------------
 
     def db(self) -> sqlite3.Connection:
-        """A read connection on the stack's SQLite file (close it after use)."""
+        """A connection to the stack's SQLite file, to look behind the API (close it after use)."""
         con = sqlite3.connect(self.db_path, timeout=30)
         con.execute("PRAGMA busy_timeout=30000")
         return con

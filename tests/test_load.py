@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.load import BACKGROUND_RUNS, LOCKED, SERVER_ENV, figures, hammer  # noqa: E402
 
 SECONDS = 10
-CLIENTS = 30
+CLIENTS = 50
 
 
 @pytest.mark.timeout(300)

@@ -11,6 +11,7 @@ torchvision's download when downloads are allowed.
 
 import gzip
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,11 @@ def normalizer(name: str, channels: int, device: torch.device):
 
 def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a truncated or damaged .gz
+        raise DatasetError(f"{path} is damaged or truncated ({e}); delete it and fetch it again") from e
     if len(raw) < 4 + 4 * expect_ndim:
         raise DatasetError(f"{path} is truncated: {len(raw)} bytes, not an IDX file")
     ndim = raw[3]

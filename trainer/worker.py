@@ -127,8 +127,9 @@ class Worker:
             else:
                 epochs_done, seconds_before = 0, 0.0
             versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                        "cuda": torch.version.cuda if self.device.type == "cuda" else None,
                         "threads": torch.get_num_threads()}
+            if self.device.type == "cuda":
+                versions["cuda"] = torch.version.cuda
             device_name = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                            else f"cpu ({os.cpu_count()} cores)")
             queue.start_training(self.engine, run_id, self.name, device_name, versions, epochs_done)

@@ -53,15 +53,18 @@ class UnknownModel(ValueError):
     pass
 
 
-# Starting points (zoo.md): mnist-3fc-2bn with Adam 3e-3, ExponentialLR(0.7), batch 64
-# reached 98.12% in 7 epochs; small CIFAR convnets with Adam 2e-3, the same schedule,
-# reached ~68% in 8 epochs. The notes themselves wrote no optimiser, lr or epochs.
+# The notes wrote no optimiser, lr, batch size or epochs. Measured with bench/reproduce.py
+# (and seeds 0-2) on a 2-core CPU: one MLP recipe -- Adam lr 5e-3 with L2 weight decay
+# 3e-4, batch 128, ExponentialLR(0.7), 10 epochs -- clears every MNIST figure of the notes
+# for every seed. The MLPs top out near 98.2%, so the notes' 98.01% (explr) needs the weight
+# decay: without it (Adam 3e-3, batch 64) best accuracy was 98.02-98.08%.
 _MNIST = dict(
-    epochs=8, batch_size=64, optimizer="adam", lr=3e-3, momentum=0.9, weight_decay=0.0,
+    epochs=10, batch_size=128, optimizer="adam", lr=5e-3, momentum=0.9, weight_decay=3e-4,
     scheduler="exponential", gamma=0.7, power=2.0, total_iters=5,
     augment="none", augment_from_epoch=1, normalize="mnist",
 )
-_CIFAR = dict(_MNIST, lr=2e-3)
+# Small CIFAR convnets (zoo.md): Adam 2e-3, ExponentialLR(0.7), batch 64 reached ~68% in 8 epochs.
+_CIFAR = dict(_MNIST, epochs=8, batch_size=64, lr=2e-3, weight_decay=0.0)
 
 _MLP_3FC_2BN = (
     "flatten", "linear 784 60", "bn1d 60", "relu",
@@ -111,10 +114,11 @@ _MNIST_ROWS = [
      "3 fc layers + 2 batch-norm", "51K", 0.9779, 144, {}),
     ("mnist-3fc-2bn-explr", 51_610, _MLP_3FC_2BN,
      "3 fc layers + 2 batch-norm, ExponentialLR(0.7)", "51K", 0.9801, 163, {}),
-    # PolynomialLR's default total_iters=5 reaches lr 0 after 5 steps: train 5 epochs.
+    # PolynomialLR(power=2) reaches lr 0 after total_iters epochs (torch's default 5): decay
+    # over all 8 epochs. 98.15-98.31% (seeds 0-2); with 5 epochs it was 97.85-98.01%.
     ("mnist-3fc-2bn-polylr", 51_610, _MLP_3FC_2BN,
      "3 fc layers + 2 batch-norm, PolynomialLR(power=2)", "51K", 0.9784, 148,
-     dict(scheduler="polynomial", epochs=5)),
+     dict(scheduler="polynomial", epochs=8, total_iters=8)),
     ("mnist-best-augment", 51_610, _MLP_3FC_2BN,
      "3 fc layers + 2 batch-norm, ExponentialLR(0.7), blur/rotate/crop augmentation (best)",
      "51K", 0.9832, 356, dict(augment="mnist-notes", epochs=12)),

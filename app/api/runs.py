@@ -62,7 +62,8 @@ def _filtered(query, status_: str | None, dataset: str | None, model: str | None
 
 StatusFilter = Annotated[Status | None, Query(alias="status")]
 DatasetFilter = Annotated[Literal[DATASETS] | None, Query()]
-TextFilter = Annotated[str | None, Query(max_length=200)]
+# A NUL would end the LIKE pattern early in SQLite and widen the search.
+TextFilter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
 
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunRead, dependencies=[Authorized])

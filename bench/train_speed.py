@@ -14,9 +14,10 @@ machine's load hits both sides alike):
 Datasets are built/loaded once before timing on both sides (a notebook builds its
 datasets once; a zoolab worker keeps them cached). Wall seconds cover training and the
 per-epoch test evaluation; images/s is training images over training seconds.
-Repeat r uses seed `--seed + r` on both sides. Both sides use the same torch CPU thread
-count (`--threads`, default the worker's default). Prints figures only; the ratio column
-is wall (a) / wall (b), the median of the per-repeat ratios.
+The batch size is 64 on both sides (`--batch-size`), the other hyper-parameters the
+preset's defaults; repeat r uses seed `--seed + r` on both sides. Both sides use the same
+torch CPU thread count (`--threads`, default the worker's default). Prints figures only;
+the ratio column is wall (a) / wall (b), the median of the per-repeat ratios.
 """
 
 import argparse
@@ -71,6 +72,7 @@ def main(argv=None) -> None:
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
     p.add_argument("--epochs", type=int, help="epochs per run (default 2 for MNIST, 1 for CIFAR-10)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64, help="both sides (default 64, the notes' DataLoader)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slice", type=int, default=5000, help="training images for cifar-vgg-179k")
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test images (default all)")
@@ -85,6 +87,7 @@ def main(argv=None) -> None:
     for preset in args.presets:
         base = resolve({"model": preset})
         overrides = {"model": preset, "epochs": args.epochs or DEFAULT_EPOCHS[base.dataset],
+                     "batch_size": args.batch_size,
                      "train_subset": args.slice if preset in SLICED else None, "test_subset": args.test_subset}
         data = load(base.dataset, args.data, torch.device("cpu"))
         sets = datasets(resolve(overrides), args.data)

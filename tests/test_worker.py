@@ -2,7 +2,6 @@
 two workers sharing one queue, cancellation, and runs whose worker vanished."""
 
 import io
-import json
 import sqlite3
 import time
 from datetime import timedelta
@@ -16,16 +15,7 @@ from app import queue
 from app.db import get_engine, writer
 from app.models import Run, utcnow
 from tests.conftest import QUICK_RUN
-
-
-def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.stack import sse_events, wait_for
 
 
 def _db_path(env) -> str:
@@ -34,19 +24,13 @@ def _db_path(env) -> str:
 
 def _sse_events(client, run_id: int, after: int = 0) -> list[tuple[int, str, dict]]:
     """Replay a run's event stream from `after` until it reaches a terminal status."""
-    events, current = [], {}
+    events = []
     with client.stream("GET", f"/runs/{run_id}/events", headers={"Last-Event-ID": str(after)}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        for line in r.iter_lines():
-            if line.startswith(("id:", "event:", "data:")):
-                key, _, value = line.partition(":")
-                current[key] = value.strip()
-            elif not line and "event" in current:
-                data = json.loads(current["data"])
-                events.append((int(current["id"]), current["event"], data))
-                current = {}
-                if events[-1][1] == "status" and data["status"] in ("finished", "failed"):
-                    break
+        for e in sse_events(r):
+            events.append((e["id"], e["event"], e["data"]))
+            if e["event"] == "status" and e["data"]["status"] in ("finished", "failed"):
+                break
     return events
 
 

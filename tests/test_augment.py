@@ -141,3 +141,36 @@ def test_flip_crop_is_a_window_of_the_zero_padded_image_maybe_flipped():
         assert plain or flipped
         flips += flipped and not plain
     assert 0 < flips < 16
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mnist_notes_puts_each_image_back_in_place_with_its_own_draws(device):
+    # The draws, in augment order: choice (N), angle (N), crop offset (N, 2).
+    n = 40
+    images = random_images(n, SHAPES["mnist"], device)
+    out = _mnist_notes(images, seeded(device, 3))
+    g = seeded(device, 3)
+    choices = torch.randint(3, (n,), generator=g, device=device)
+    angles = (torch.rand(n, generator=g, device=device) * 2 - 1) * 10.0
+    offsets = torch.randint(3, (n, 2), generator=g, device=device)
+    assert len(set(choices.tolist())) == 3
+    for i in range(n):
+        image = images[i : i + 1]
+        if choices[i] == BLUR:
+            expected = T.GaussianBlur(kernel_size=5, sigma=0.3)(image)
+            assert (out[i].int() - expected[0].int()).abs().max() <= 1, i
+        elif choices[i] == ROTATE:
+            assert torch.equal(out[i : i + 1], _rotate(image, angles[i : i + 1])), i
+        else:
+            padded = TF.pad(image, 1, padding_mode="reflect")
+            top, left = offsets[i].tolist()
+            assert torch.equal(out[i : i + 1], TF.crop(padded, top, left, 28, 28)), i
+
+
+def test_blur_is_exact_on_almost_every_pixel():
+    cifar_planes = random_images(16, SHAPES["cifar"], seed=5).flatten(0, 1)[:, None, :28, :28]
+    images = torch.cat([random_images(64, SHAPES["mnist"], seed=4), cifar_planes])
+    out = _mnist_notes(images, seeded("cpu"), choice=BLUR)
+    expected = T.GaussianBlur(kernel_size=5, sigma=0.3)(images)
+    assert (out.int() - expected.int()).abs().max() <= 1
+    assert (out == expected).float().mean() >= 0.9999

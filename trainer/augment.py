@@ -11,7 +11,8 @@ per-sample torchvision pipeline would give it, and every random number comes fro
 
 Names in AUGMENTS:
   none         the input, unchanged.
-  mnist-notes  per image one of GaussianBlur(5, sigma=0.3), RandomRotation(10) (nearest,
+  mnist-notes  per image one of GaussianBlur(5, sigma=0.3) (separable; a rare pixel +-1 off
+               torchvision's from float rounding), RandomRotation(10) (nearest,
                fill 0) or RandomCrop(size, padding=1, padding_mode="reflect").
   autoaugment  torchvision's AutoAugment(AutoAugmentPolicy.CIFAR10) per image (tensor
                semantics: nearest interpolation, fill 0).
@@ -64,46 +65,75 @@ def _groups(codes: Tensor, num_codes: int) -> list[tuple[int, Tensor]]:
 
 
 def _crop(padded: Tensor, offsets: Tensor, height: int, width: int, flip: Tensor | None = None) -> Tensor:
-    """Per-image height x width windows of `padded` at (row, col) `offsets` (N, 2), optionally mirrored."""
-    n, c = padded.shape[:2]
+    """Per-image height x width windows of `padded` at (row, col) `offsets` (N, 2), optionally mirrored.
+
+    One gather along the flattened pixels: output pixel (r, col) of image i reads flat position
+    (offset_row + r) * padded_width + offset_col + col (col mirrored for flipped images).
+    """
+    n, c, padded_height, padded_width = padded.shape
     device = padded.device
-    rows = offsets[:, :1] + torch.arange(height, device=device)
-    cols = torch.arange(width, device=device).expand(n, width)
-    if flip is not None:
+    cols = torch.arange(width, device=device)
+    if flip is None:
+        cols = cols.expand(n, width)
+    else:
         cols = torch.where(flip[:, None], width - 1 - cols, cols)
-    cols = offsets[:, 1:] + cols
-    return padded[
-        torch.arange(n, device=device)[:, None, None, None],
-        torch.arange(c, device=device)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
+    rows = torch.arange(height, device=device) * padded_width
+    starts = offsets[:, :1] * padded_width + offsets[:, 1:]  # (N, 1)
+    flat = (starts + cols)[:, None, :] + rows[None, :, None]  # (N, height, width)
+    flat = flat.view(n, 1, height * width).expand(n, c, height * width)
+    return padded.reshape(n, c, padded_height * padded_width).gather(2, flat).view(n, c, height, width)
+
+
+@functools.lru_cache(maxsize=1)
+def _blur_kernel1d() -> tuple[float, ...]:
+    """torchvision's 1-D Gaussian kernel (float32 values) for GaussianBlur(5, sigma=0.3)."""
+    half = (BLUR_KERNEL_SIZE - 1) * 0.5
+    x = torch.linspace(-half, half, BLUR_KERNEL_SIZE)
+    kernel1d = torch.exp(-0.5 * (x / BLUR_SIGMA).pow(2))
+    return tuple((kernel1d / kernel1d.sum()).tolist())
 
 
 def _gaussian_blur(images: Tensor) -> Tensor:
-    """torchvision's gaussian_blur(kernel 5, sigma 0.3): float32 kernel, reflect padding, round back."""
-    half = (BLUR_KERNEL_SIZE - 1) * 0.5
-    x = torch.linspace(-half, half, BLUR_KERNEL_SIZE, device=images.device)
-    kernel1d = torch.exp(-0.5 * (x / BLUR_SIGMA).pow(2))
-    kernel1d = kernel1d / kernel1d.sum()
-    c = images.shape[1]
-    kernel = torch.outer(kernel1d, kernel1d).expand(c, 1, BLUR_KERNEL_SIZE, BLUR_KERNEL_SIZE)
+    """torchvision's gaussian_blur(kernel 5, sigma 0.3): reflect padding, float32, round back.
+
+    Done as the separable kernel over shifted slices (a vertical then a horizontal 5-tap pass)
+    instead of conv2d: conv2d goes through oneDNN, which is slow for small batches whose size
+    changes every call. Float summation order differs from the 2-D convolution, so a pixel can
+    land +-1 from torchvision's after rounding.
+    """
+    _, _, h, w = images.shape
+    kernel = _blur_kernel1d()
     pad = BLUR_KERNEL_SIZE // 2
     padded = nnf.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
-    return nnf.conv2d(padded, kernel, groups=c).round_().clamp_(0, 255).to(torch.uint8)
+    rows = padded[:, :, 0:h, :] * kernel[0]
+    for i in range(1, BLUR_KERNEL_SIZE):
+        rows.add_(padded[:, :, i : i + h, :], alpha=kernel[i])
+    out = rows[:, :, :, 0:w] * kernel[0]
+    for j in range(1, BLUR_KERNEL_SIZE):
+        out.add_(rows[:, :, :, j : j + w], alpha=kernel[j])
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_centres(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """affine_grid's base coordinates (align_corners=False): x as (1, 1, W, 1), y as (1, H, 1, 1)."""
+    xs = (torch.arange(width, dtype=torch.float32, device=device) * 2 + 1) / width - 1
+    ys = (torch.arange(height, dtype=torch.float32, device=device) * 2 + 1) / height - 1
+    return xs.view(1, 1, width, 1), ys.view(1, height, 1, 1)
 
 
 def _rotate(images: Tensor, angles_degrees: Tensor) -> Tensor:
     """Rotate each image about its centre by its own angle (counter-clockwise positive), nearest, fill 0."""
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     radians = angles_degrees.to(device=images.device, dtype=torch.float32) * (math.pi / 180.0)
     cos, sin = torch.cos(radians), torch.sin(radians)
-    zero = torch.zeros_like(cos)
-    # torchvision's inverse matrix in centred pixel units, rescaled to affine_grid's [-1, 1] units.
-    theta = torch.stack(
-        [torch.stack([cos, -sin * (h / w), zero], 1), torch.stack([sin * (w / h), cos, zero], 1)], 1
-    )
-    grid = nnf.affine_grid(theta, [n, c, h, w], align_corners=False)
+    # torchvision's inverse matrix in centred pixel units, rescaled to grid_sample's [-1, 1] units,
+    # applied in closed form (what affine_grid computes, without its batched matmul):
+    # grid[..., 0] = cos * x - sin * (h / w) * y,  grid[..., 1] = sin * (w / h) * x + cos * y.
+    x_coefs = torch.stack([cos, sin * (w / h)], 1).view(n, 1, 1, 2)
+    y_coefs = torch.stack([-(sin * (h / w)), cos], 1).view(n, 1, 1, 2)
+    xs, ys = _pixel_centres(h, w, images.device)
+    grid = x_coefs * xs + y_coefs * ys  # (N, H, W, 2)
     rotated = nnf.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return rotated.to(torch.uint8)
 
@@ -117,17 +147,25 @@ def _mnist_notes(images: Tensor, generator: torch.Generator, choice: int | None 
     offsets = torch.randint(2 * MNIST_CROP_PADDING + 1, (n, 2), generator=generator, device=device)
     if choice is not None:
         choices.fill_(choice)
-    out = torch.empty_like(images)
-    for code, idx in _groups(choices, 3):
-        part = images[idx]
+    # Each group's result is computed on an index_select-ed copy (cheaper than advanced indexing);
+    # the results, concatenated in group order, are put back into batch order with one
+    # index_select by the inverse permutation (cheaper than an index_copy_ per group).
+    groups = _groups(choices, 3)
+    if not groups:  # an empty batch
+        return torch.empty_like(images)
+    parts = []
+    for code, idx in groups:
+        part = images.index_select(0, idx)
         if code == BLUR:
-            out[idx] = _gaussian_blur(part)
+            parts.append(_gaussian_blur(part))
         elif code == ROTATE:
-            out[idx] = _rotate(part, angles[idx])
+            parts.append(_rotate(part, angles.index_select(0, idx)))
         else:
             padded = nnf.pad(part, (MNIST_CROP_PADDING,) * 4, mode="reflect")
-            out[idx] = _crop(padded, offsets[idx], h, w)
-    return out
+            parts.append(_crop(padded, offsets.index_select(0, idx), h, w))
+    order = torch.cat([idx for _, idx in groups])
+    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=device))
+    return torch.cat(parts).index_select(0, inverse)
 
 
 def _flip_crop(images: Tensor, generator: torch.Generator) -> Tensor:

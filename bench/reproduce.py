@@ -101,7 +101,7 @@ def cells(r: dict) -> list[str]:
         f"{r['best']:.2%} (ep {r['best_epoch']})", f"{r['final']:.2%}",
         "-" if notes is None else f"{notes:.2%}",
         "-" if notes is None else f"{100 * (r['best'] - notes):+.2f}",
-        f"{r['seconds']:.0f}",
+        f"{r['seconds']:.1f}" if r["seconds"] < 10 else f"{r['seconds']:.0f}",
         "-" if r["notes_seconds"] is None else f"{r['notes_seconds']:.0f}",
         "-" if notes is None else ("yes" if r["best"] >= notes else "NO"),
     ]

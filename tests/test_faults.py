@@ -33,7 +33,8 @@ from stack import DATA_DIR, QUICK_RUN, TERMINAL, Stack, cmdline, group_pids, pid
 FAST = {"ZOOLAB_PROGRESS_SECONDS": "0.3", "ZOOLAB_HEARTBEAT_SECONDS": "0.5"}
 # Long enough to be killed mid-way: the full 60k train set, about 1-2 s per epoch on this
 # 2-core CPU (much more when other work shares it; the waits allow for that).
-LONG_RUN = {"model": "mnist-3fc-2bn-51k", "epochs": 4, "test_subset": 2000}
+# Long enough (well over 5 s on this CPU) to be stopped mid-way even when the machine is idle.
+LONG_RUN = {"model": "mnist-3fc-2bn-51k", "epochs": 12, "test_subset": 2000}
 EPOCHS = list(range(1, LONG_RUN["epochs"] + 1))
 EPOCH_KEYS = {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds",
               "images_per_second", "peak_memory_bytes", "wall_seconds"}

@@ -12,7 +12,8 @@ import pytest
 from zoolab_e2e import CHROMIUM, CHROMIUM_ARGS, QUICK, TOKEN, TOKEN_KEY, start_server, stop_server
 
 
-@pytest.fixture(scope="session")
+# Package scope: the browser (and Playwright's event loop) is gone before other tests run.
+@pytest.fixture(scope="package")
 def server(tmp_path_factory):
     """The real server and its supervised worker."""
     s = start_server(tmp_path_factory.mktemp("zoolab-e2e"))
@@ -20,7 +21,7 @@ def server(tmp_path_factory):
     stop_server(s)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def idle_server(tmp_path_factory):
     """A server without any worker: runs stay queued."""
     s = start_server(tmp_path_factory.mktemp("zoolab-e2e-idle"), "--no-worker")
@@ -28,7 +29,7 @@ def idle_server(tmp_path_factory):
     stop_server(s)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def finished_runs(server):
     """Three small finished MNIST runs of different sizes, for compare, detail and URL tests."""
     runs = [server.post("/runs", {"model": model, "name": f"e2e {model}", **QUICK})
@@ -36,7 +37,7 @@ def finished_runs(server):
     return server.wait_for([r["id"] for r in runs])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -7,6 +7,7 @@ server answers) for ~10 s against a real `zoolab serve` on a real SQLite file.
 
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def test_reads_and_streams_under_load_while_worker_writes(tmp_path):
                        where=lambda r: r["epoch_progress"] > 0 or r["epochs_done"] > 0)
         (written_before,), = stack.query("SELECT COALESCE(MAX(id), 0) FROM event")
 
-        result = asyncio.run(hammer(stack.url, SECONDS, CLIENTS, run_ids))
+        # Its own thread: a browser test's Playwright may still own this thread's event loop.
+        with ThreadPoolExecutor(1) as pool:
+            result = pool.submit(asyncio.run, hammer(stack.url, SECONDS, CLIENTS, run_ids)).result()
 
         (written_after,), = stack.query("SELECT COALESCE(MAX(id), 0) FROM event")
         log = stack.log()

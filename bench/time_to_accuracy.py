@@ -23,7 +23,7 @@ from bench.notes_pipeline import datasets, train_notes
 from trainer.config import resolve
 from trainer.data import load
 from trainer.train import train
-from trainer.worker import default_threads
+from trainer.train import default_threads
 from trainer.zoo import get_preset, presets_for
 
 

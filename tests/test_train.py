@@ -29,7 +29,7 @@ EXACT_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
 BIG_PRESETS = ("cifar-vgg-179k", "cifar-inception-2step", "cifar-inception-1step", "cifar-resnet-6.6m")
 
 # One thread: 2 OpenMP threads on a CPU shared with other processes collapse 10-50x
-# (see trainer.worker.default_threads); one thread is also what CI gets from test_zoo.
+# (see trainer.train.default_threads); one thread is also what CI gets from test_zoo.
 torch.set_num_threads(1)
 
 

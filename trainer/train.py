@@ -217,6 +217,14 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
     return final
 
 
+def default_threads() -> int:
+    # Leave a core to the server (and anything else running): measured on a 2-core box
+    # (bench/README.md), 2 OpenMP threads collapse 10-50x as soon as another process
+    # wants a core (threads spin at barriers while one is descheduled); 1 thread does not.
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -233,8 +241,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: cores - 1, at least 1, as the worker)")
     args = p.parse_args(argv)
     config = resolve({"model": args.model, "epochs": args.epochs, "train_subset": args.train_subset})
-    # torch's default (every core) collapses when anything else wants a core: see trainer.worker.default_threads
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) - 1))
+    torch.set_num_threads(args.threads or default_threads())
     device = pick_device()
     data = load(config.dataset, args.data, device)
 

@@ -31,7 +31,7 @@ from app.db import make_engine
 from app.models import Run, Status
 from trainer.config import RunConfig
 from trainer.data import DatasetError, load
-from trainer.train import Diverged, Evaluation, Stopped, TrainState, pick_device, train
+from trainer.train import Diverged, Evaluation, Stopped, TrainState, default_threads, pick_device, train
 
 log = logging.getLogger("zoolab.worker")
 MISCLASSIFIED_KEPT = 48
@@ -46,14 +46,6 @@ def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def default_threads() -> int:
-    # Leave a core to the server (and anything else running): measured on a 2-core box
-    # (bench/README.md), 2 OpenMP threads collapse 10-50x as soon as another process
-    # wants a core (threads spin at barriers while one is descheduled); 1 thread does not.
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def _out_of_memory(e: BaseException) -> bool:

@@ -95,6 +95,30 @@ def test_diverging_config_raises_diverged_with_the_epoch():
              "train_subset": 5000})
 
 
+def test_grad_clip_bounds_every_update():
+    """Each gradient element is clipped to ±grad_clip, so plain SGD moves no weight by more
+    than lr * grad_clip a step; without clipping the same run moves far more."""
+    from trainer.nets import build_model
+
+    class KeepWeights(Recorder):
+        def epoch(self, epoch, metrics, state):
+            super().epoch(epoch, metrics, state)
+            self.weights = [p.detach().clone() for p in state.model.parameters()]
+
+    torch.manual_seed(0)  # train() seeds the same way before building the network
+    initial = [p.detach().clone() for p in build_model("mnist-logreg").parameters()]
+    base = {"model": "mnist-logreg", "epochs": 1, "optimizer": "sgd", "lr": 0.5, "momentum": 0.0,
+            "weight_decay": 0.0, "scheduler": "none", "batch_size": 64, "train_subset": 256, "seed": 0}
+    steps, clip = 256 // 64, 1e-4
+
+    def largest_move(recorder):
+        return max((w - w0).abs().max().item() for w, w0 in zip(recorder.weights, initial))
+
+    clipped, free = largest_move(run({**base, "grad_clip": clip}, KeepWeights())), largest_move(run(base, KeepWeights()))
+    assert 0 < clipped <= steps * base["lr"] * clip * (1 + 1e-4)
+    assert free > 10 * clipped
+
+
 # --- (e) crash-resume is exact ---
 
 class Crash(Exception):

@@ -35,6 +35,8 @@ class RunConfig(BaseModel):
     gamma: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, description="ExponentialLR gamma")]
     power: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False, description="PolynomialLR power")]
     total_iters: Annotated[int, Field(ge=1, le=1000, description="PolynomialLR epochs until lr reaches 0 (torch's default 5)")]
+    grad_clip: Annotated[float | None, Field(gt=0, le=100, allow_inf_nan=False,
+                                             description="Clip each gradient element to ±grad_clip (none: no clipping)")] = None
     augment: Literal[AUGMENTS]
     augment_from_epoch: Annotated[int, Field(ge=1, le=1000, description="First epoch (1-based) trained with augmentation")]
     normalize: Annotated[Literal[NORMALIZATIONS], Field(description="mnist = the notes' (0.1307, 0.3081), cifar = per-channel")]

@@ -178,6 +178,8 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
                 loss = F.cross_entropy(out.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_value_(model.parameters(), config.grad_clip)
             optimizer.step()
             if config.scheduler == "onecycle":
                 scheduler.step()

@@ -30,7 +30,7 @@ DATASETS = ("mnist", "cifar10")
 # Every preset sets every one of these; they are fields of the run config.
 DEFAULT_KEYS = (
     "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-    "scheduler", "gamma", "power", "total_iters",
+    "scheduler", "gamma", "power", "total_iters", "grad_clip",
     "augment", "augment_from_epoch", "normalize",
 )
 
@@ -61,7 +61,7 @@ class UnknownModel(ValueError):
 # (Adam 3e-3, batch 64) best accuracy was 98.02-98.08%, with it 98.12-98.28%.
 _MNIST = dict(
     epochs=10, batch_size=128, optimizer="adam", lr=5e-3, momentum=0.9, weight_decay=3e-4,
-    scheduler="exponential", gamma=0.7, power=2.0, total_iters=5,
+    scheduler="exponential", gamma=0.7, power=2.0, total_iters=5, grad_clip=None,
     augment="none", augment_from_epoch=1, normalize="mnist",
 )
 # CIFAR base (zoo.md: Adam 2e-3, ExponentialLR(0.7), batch 64 reached ~68% in 8 epochs on the
@@ -181,11 +181,12 @@ _CIFAR_ROWS = [
      dict(epochs=10, lr=1e-3, gamma=0.8, augment="autoaugment", augment_from_epoch=1,
           normalize="inception")),
     # The notes' ResNet is the well-known "ResNet-9"; its usual recipe is Adam with a
-    # one-cycle lr up to 1e-2, weight decay 1e-4, batch 400, flips and crops.
+    # one-cycle lr up to 1e-2, weight decay 1e-4, batch 400, gradients clipped at 0.1,
+    # flips and crops.
     ("cifar-resnet-6.6m", 6_575_370, _RESNET,
      "ResNet-9: 4 conv blocks + 2 residual blocks (best)", "6.6M", 0.8987, None,
      dict(epochs=10, batch_size=400, lr=1e-2, weight_decay=1e-4, scheduler="onecycle",
-          augment="flip-crop")),
+          grad_clip=0.1, augment="flip-crop")),
 ]
 
 

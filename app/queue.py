@@ -5,6 +5,7 @@ overwrites a decision taken by someone else. Shared by the server and the worker
 Each function opens its own short transaction on a writing engine (`app.db.writer`)."""
 
 import math
+import os
 import socket
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,16 +35,11 @@ def _finite(value: float | None) -> float | None:
 def register_worker(engine: Engine, name: str, device: str) -> None:
     with Session(writer(engine)) as s:
         worker = s.get(Worker, name) or Worker(name=name, host=socket.gethostname(), pid=0, device=device)
-        worker.pid, worker.device, worker.status = _pid(), device, "idle"
+        worker.pid, worker.device, worker.status = os.getpid(), device, "idle"
         worker.started_at = worker.heartbeat_at = utcnow()
         worker.current_run_id = None
         s.add(worker)
         s.commit()
-
-
-def _pid() -> int:
-    import os
-    return os.getpid()
 
 
 def worker_stopped(engine: Engine, name: str) -> None:

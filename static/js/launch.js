@@ -22,6 +22,7 @@ const GROUPS = [
     { key: 'lr', label: 'Learning rate', type: 'float' },
     { key: 'momentum', label: 'Momentum', type: 'float', hint: 'SGD' },
     { key: 'weight_decay', label: 'Weight decay', type: 'float' },
+    { key: 'grad_clip', label: 'Gradient clip', type: 'float', placeholder: 'none' },
   ]],
   ['Schedule', [
     { key: 'scheduler', label: 'LR scheduler', type: 'select', options: 'schedulers' },

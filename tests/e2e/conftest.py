@@ -7,6 +7,8 @@ The server requires a token (ZOOLAB_TOKEN), so the dashboard's token prompt is e
 pages other than the launch test start with the token in localStorage. Screenshots go to
 test-artifacts/screenshots/ (git-ignored)."""
 
+from contextlib import contextmanager
+
 import pytest
 
 from zoolab_e2e import CHROMIUM, CHROMIUM_ARGS, QUICK, TOKEN, TOKEN_KEY, start_server, stop_server
@@ -47,7 +49,9 @@ def browser():
         b.close()
 
 
+@contextmanager
 def _page(browser, token: str | None, viewport: dict):
+    """A page in a fresh browser context; fails the test on any JavaScript error."""
     context = browser.new_context(viewport=viewport, device_scale_factor=1)
     if token:
         context.add_init_script(f"localStorage.setItem({TOKEN_KEY!r}, {token!r})")
@@ -55,30 +59,29 @@ def _page(browser, token: str | None, viewport: dict):
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    return context, page, errors
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+WIDE = {"width": 1360, "height": 900}
 
 
 @pytest.fixture
 def page(browser):
     """A page that already holds the server's token."""
-    context, page, errors = _page(browser, TOKEN, {"width": 1360, "height": 900})
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with _page(browser, TOKEN, WIDE) as p:
+        yield p
 
 
 @pytest.fixture
 def fresh_page(browser):
     """A page of a first visit: no token stored yet."""
-    context, page, errors = _page(browser, None, {"width": 1360, "height": 900})
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with _page(browser, None, WIDE) as p:
+        yield p
 
 
 @pytest.fixture
 def narrow_page(browser):
-    context, page, errors = _page(browser, TOKEN, {"width": 400, "height": 860})
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with _page(browser, TOKEN, {"width": 400, "height": 860}) as p:
+        yield p

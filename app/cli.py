@@ -10,6 +10,12 @@ import os
 import signal
 import sys
 
+# An idle keep-alive connection is closed by whichever side times out first; if the server
+# closes it just as a client reuses it, that request fails (httpx: ReadError). So the server
+# waits longer than its clients do: httpx keeps idle connections 5 s, Firefox 115 s,
+# Chromium up to 300 s (uvicorn's own default is 5 s, the same as httpx's: a race).
+KEEP_ALIVE_SECONDS = 330
+
 
 def _serve(args) -> int:
     if args.token:
@@ -38,7 +44,7 @@ def _serve(args) -> int:
         # Open event streams never end by themselves: without a graceful-shutdown limit a
         # dashboard left open would keep the server (and its worker) up after SIGTERM.
         uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="warning",
-                    timeout_graceful_shutdown=3)
+                    timeout_graceful_shutdown=3, timeout_keep_alive=KEEP_ALIVE_SECONDS)
     finally:
         if supervisor:
             supervisor.stop()

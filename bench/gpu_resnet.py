@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainer.augment import augment_batch
-from trainer.config import CHANNELS, resolve
+from trainer.config import resolve
+from trainer.datasets import DATASETS
 from trainer.data import load, normalizer
 from trainer.nets import build_model
 from trainer.train import evaluate, make_optimizer, make_scheduler
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
     model = build_model(MODEL).to(device).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer, steps)
-    normalize = normalizer(config.normalize, CHANNELS[data.name], device)
+    normalize = normalizer(config.normalize, DATASETS[data.name].channels, device)
     generator = torch.Generator(device).manual_seed(config.seed)
     step_model = model
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
 from trainer.config import RunConfig
-from trainer.data import NORMALIZATION
+from trainer.datasets import NORMALIZATIONS
 from trainer.nets import build_model
 
 
@@ -54,7 +54,7 @@ class CifarBin(Dataset):
 
 def notes_transforms(config: RunConfig) -> tuple[transforms.Compose, transforms.Compose]:
     """(train transform, test transform) of the notes for this run config."""
-    mean, std = NORMALIZATION[config.normalize]
+    mean, std = NORMALIZATIONS[config.normalize].mean, NORMALIZATIONS[config.normalize].std
     base = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     augment = []
     if config.augment == "mnist-notes":

@@ -18,7 +18,8 @@ import torch
 
 import trainer.train as train_module
 from trainer.config import resolve
-from trainer.data import DEBIAN_FASHION_DIR, FASHION_CLASSES, load
+from trainer.data import DEBIAN_FASHION_DIR, load
+from trainer.datasets import DATASETS
 from trainer.train import Diverged, train
 from trainer.zoo import get_preset
 
@@ -241,7 +242,7 @@ def _fashion_available() -> bool:
                            f"{DEBIAN_FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_loads_and_trains():
     data = load("fashion-mnist", DATA_DIR, CPU)
-    assert data.classes == FASHION_CLASSES
+    assert data.classes == DATASETS["fashion-mnist"].class_names
     assert tuple(data.train_x.shape) == (60000, 1, 28, 28) and tuple(data.test_x.shape) == (10000, 1, 28, 28)
     assert data.train_x.dtype == torch.uint8
     assert torch.bincount(data.train_y).tolist() == [6000] * 10

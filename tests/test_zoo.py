@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.nets import build_layers, build_model, count_params, input_shape, is_convnet
+from trainer.datasets import get_dataset
+from trainer.nets import build_layers, build_model, count_params, is_convnet
 from trainer.zoo import DEFAULT_KEYS, PRESETS, UnknownModel, describe, get_preset, presets_for
 
 # zoo.md, "params (as written)": a literal copy so the registry cannot drift from the spec.
@@ -71,7 +72,7 @@ def test_model_forward_backward(model_id):
     assert is_convnet(model) == (p.dataset == "cifar10")
 
     model.train()
-    x = torch.randn(2, *input_shape(p.dataset))
+    x = torch.randn(2, *get_dataset(p.dataset).shape)
     y = torch.tensor([0, 1])
     out = model(x)
     assert out.shape == (2, 10)

@@ -32,7 +32,7 @@ import torchvision.transforms.v2.functional as TF2
 from torch import Tensor
 from torchvision.transforms import AutoAugment, AutoAugmentPolicy, InterpolationMode
 
-AUGMENTS = ("none", "mnist-notes", "autoaugment", "flip-crop")
+from trainer.datasets import AUGMENTS  # names, and the channels each fits
 
 BLUR, ROTATE, CROP = range(3)  # the mnist-notes choices, drawn uniformly
 BLUR_KERNEL_SIZE = 5

@@ -8,14 +8,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from trainer import datasets
 from trainer.zoo import UnknownModel, get_preset
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
-CHANNELS = {"mnist": 1, "fashion-mnist": 1, "cifar10": 3}
+DATASETS = tuple(datasets.DATASETS)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "exponential", "polynomial", "onecycle")
-AUGMENTS = ("none", "mnist-notes", "autoaugment", "flip-crop")
-NORMALIZATIONS = ("mnist", "cifar", "inception")
+AUGMENTS = tuple(datasets.AUGMENTS)
+NORMALIZATIONS = tuple(datasets.NORMALIZATIONS)
 LIMITS = {"epochs": (1, 1000), "batch_size": (1, 65536)}
 
 
@@ -52,21 +52,18 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
-        preset_channels = CHANNELS[get_preset(self.model).dataset]
-        channels = CHANNELS[self.dataset]
-        if channels != preset_channels:
+        preset_shape = datasets.get_dataset(get_preset(self.model).dataset).shape
+        shape = datasets.get_dataset(self.dataset).shape
+        if shape != preset_shape:
             raise ValueError(f"dataset '{self.dataset}' does not fit model '{self.model}' "
-                             f"({preset_channels}-channel input)")
-        if self.augment == "mnist-notes" and channels != 1:
-            raise ValueError("augment 'mnist-notes' is for MNIST-shaped datasets")
-        if self.augment in ("autoaugment", "flip-crop") and channels != 3:
-            raise ValueError(f"augment '{self.augment}' is for CIFAR-10")
+                             f"({'x'.join(map(str, preset_shape))} input)")
+        why = datasets.misfit(self.dataset, normalize=self.normalize, augment=self.augment)
+        if why:
+            raise ValueError(why)
         if self.batch_size < 2 and any(layer.startswith(("bn", "convblock", "inception", "resblock"))
                                        for layer in get_preset(self.model).layers):
             raise ValueError(f"batch_size 1 cannot train '{self.model}': its BatchNorm layers need "
                              "at least 2 images per batch")
-        if self.normalize == "cifar" and channels != 3:
-            raise ValueError("normalize 'cifar' (per-channel statistics) is for CIFAR-10")
         return self
 
 

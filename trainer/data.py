@@ -13,23 +13,15 @@ import gzip
 import sys
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Ankle boot")
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+from trainer.datasets import DATASETS, NORMALIZATIONS
 
-# Normalize(mean, std) on [0, 1] pixels; "mnist" is the notes' choice, used for CIFAR-10 too.
-NORMALIZATION = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "inception": ((0.3945,), (0.2896,)),
-}
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 class DatasetError(RuntimeError):
@@ -52,7 +44,7 @@ class Dataset:
 
 def normalizer(name: str, channels: int, device: torch.device):
     """x_uint8 -> normalised float32, as ToTensor() + Normalize(mean, std) would give."""
-    mean, std = NORMALIZATION[name]
+    mean, std = NORMALIZATIONS[name].mean, NORMALIZATIONS[name].std
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1).expand(1, channels, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1).expand(1, channels, 1, 1)
     scale = (1.0 / (255.0 * std_t)).contiguous()
@@ -98,7 +90,7 @@ def _idx_split(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_mnist_like(name: str, data_dir: Path, download: bool):
-    folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name]
+    folder = DATASETS[name].folder
     candidates = [data_dir / folder / "raw"] + ([DEBIAN_FASHION_DIR] if name == "fashion-mnist" else [])
     found = _find_idx_dir(candidates)
     if found is None and download:
@@ -129,7 +121,7 @@ def _read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_cifar10(data_dir: Path, download: bool):
-    bin_dir = data_dir / "cifar-10-batches-bin"
+    bin_dir = data_dir / DATASETS["cifar10"].folder
     files = [bin_dir / f"data_batch_{i}.bin" for i in range(1, 6)] + [bin_dir / "test_batch.bin"]
     if all(f.exists() for f in files):
         parts = [_read_cifar_bin(f) for f in files]
@@ -158,16 +150,13 @@ def load(name: str, data_dir: Path, device: torch.device, download: bool = False
     """The dataset as tensors on `device`, loaded once per process."""
     key = (name, str(Path(data_dir).resolve()), str(device))
     if key not in _CACHE:
-        if name == "cifar10":
-            arrays, classes = _load_cifar10(Path(data_dir), download), CIFAR10_CLASSES
-        elif name in ("mnist", "fashion-mnist"):
-            arrays = _load_mnist_like(name, Path(data_dir), download)
-            classes = MNIST_CLASSES if name == "mnist" else FASHION_CLASSES
-        else:
-            raise DatasetError(f"unknown dataset '{name}'; known: mnist, fashion-mnist, cifar10")
+        if name not in DATASETS:
+            raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
+        loader = _load_cifar10 if name == "cifar10" else partial(_load_mnist_like, name)
+        arrays = loader(Path(data_dir), download)
         train_x, train_y, test_x, test_y = (torch.from_numpy(np.array(a)) for a in arrays)
         _CACHE[key] = Dataset(name, train_x.to(device), train_y.long().to(device),
-                              test_x.to(device), test_y.long().to(device), classes)
+                              test_x.to(device), test_y.long().to(device), DATASETS[name].class_names)
     return _CACHE[key]
 
 

@@ -142,14 +142,6 @@ def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def input_shape(dataset: str) -> tuple[int, int, int]:
-    shapes = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-    try:
-        return shapes[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(shapes)}") from None
-
-
 def is_convnet(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 

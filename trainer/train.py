@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.augment import augment_batch
-from trainer.config import CHANNELS, RunConfig, resolve
+from trainer.config import RunConfig, resolve
 from trainer.data import Dataset, normalizer
+from trainer.datasets import DATASETS
 from trainer.nets import build_model, is_convnet
 
 EVAL_BATCH = 2000
@@ -153,7 +154,7 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
     state = TrainState(model, optimizer, scheduler, torch.Generator(device).manual_seed(config.seed))
     if resume:
         state.load_state_dict(resume)
-    normalize = normalizer(config.normalize, CHANNELS[data.name], device)
+    normalize = normalizer(config.normalize, DATASETS[data.name].channels, device)
 
     final = None
     report_after = min(progress_seconds, FIRST_PROGRESS_SECONDS)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-DATASETS = ("mnist", "cifar10")
+from trainer.datasets import get_dataset
 
 # Every preset sets every one of these; they are fields of the run config.
 DEFAULT_KEYS = (
@@ -219,8 +219,7 @@ def get_preset(model_id: str) -> Preset:
 
 
 def presets_for(dataset: str) -> list[Preset]:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    get_dataset(dataset)  # refuses an unknown name
     return sorted((p for p in PRESETS.values() if p.dataset == dataset), key=lambda p: p.order)
 
 

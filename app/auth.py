@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.config import get_settings
+from app.settings import get_settings
 
 _bearer = HTTPBearer(auto_error=False, description="Needed for POST and DELETE when the server has a token")
 

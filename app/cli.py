@@ -25,8 +25,8 @@ def _serve(args) -> int:
             os.environ[f"ZOOLAB_{key.upper()}"] = str(getattr(args, key))
     import uvicorn
 
-    from app.config import get_settings
     from app.db import get_engine
+    from app.settings import get_settings
     from app.supervisor import Supervisor
 
     settings = get_settings()
@@ -52,8 +52,8 @@ def _serve(args) -> int:
 
 
 def _worker(args) -> int:
-    # The worker lives in trainer/ (it imports torch; the server never does).
-    os.execv(sys.executable, [sys.executable, "-m", "trainer.worker", *args.rest])
+    from app import worker  # imports torch: only this command loads it, never the server
+    return worker.run(args)
 
 
 def main(argv=None) -> int:
@@ -65,9 +65,9 @@ def main(argv=None) -> int:
     serve.add_argument("--token", help="require this bearer token for changes (ZOOLAB_TOKEN)")
     serve.add_argument("--no-worker", action="store_true", help="do not start a local worker")
     serve.set_defaults(func=_serve)
-    worker = sub.add_parser("worker", help="a worker alone, on the database of ZOOLAB_DATABASE_URL",
-                            add_help=False)
-    worker.add_argument("rest", nargs=argparse.REMAINDER, help="--name NAME, --until-empty, --help")
+    worker = sub.add_parser("worker", help="a worker alone, on the database of ZOOLAB_DATABASE_URL")
+    worker.add_argument("--name", help="worker name shown in GET /workers (default host-pid)")
+    worker.add_argument("--until-empty", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(func=_worker)
     args = p.parse_args(argv)
     return args.func(args)

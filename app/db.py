@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from app import models  # noqa: F401  (registers the tables)
-from app.config import get_settings
+from app.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

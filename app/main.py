@@ -16,9 +16,9 @@ from fastapi.staticfiles import StaticFiles
 
 from app import errors, queue
 from app.api import runs, workers, zoo
-from app.config import get_settings
 from app.db import get_engine
 from app.events import Broadcaster
+from app.settings import get_settings
 
 log = logging.getLogger("zoolab.server")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

@@ -2,7 +2,7 @@
 latest figures summarised on the run row, so the runs table never scans metrics.
 
 Run status (`Status`), and who moves it (each move is one UPDATE whose WHERE clause
-checks the status it leaves; see app/queue.py):
+checks the status it leaves; see app/queue.py). Worker status is `WorkerStatus`.
 
     queued    --claim (worker)-----------> running
     queued    --cancel (API)-------------> cancelled
@@ -13,11 +13,11 @@ checks the status it leaves; see app/queue.py):
     failed, cancelled --retry (API)------> queued (resumes from its last epoch)
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, and_
 from sqlmodel import Field, SQLModel
 
 
@@ -36,10 +36,9 @@ class Status(StrEnum):
 TERMINAL = (Status.FINISHED, Status.FAILED, Status.CANCELLED)
 
 
-class Run(SQLModel, table=True):
-    __table_args__ = (Index("ix_run_status_id", "status", "id"),)
+class RunBase(SQLModel):
+    """A run's columns, shared by the table (`Run`) and the API's view of it (`app.schemas.RunRead`)."""
 
-    id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
     model: str = Field(index=True, max_length=100)
     dataset: str = Field(index=True, max_length=40)
@@ -68,6 +67,12 @@ class Run(SQLModel, table=True):
     versions: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     has_checkpoint: bool = False
     has_artifacts: bool = False
+
+
+class Run(RunBase, table=True):
+    __table_args__ = (Index("ix_run_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
 
 
 class Metric(SQLModel, table=True):
@@ -105,12 +110,32 @@ class Event(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Worker(SQLModel, table=True):
+class WorkerStatus(StrEnum):
+    IDLE = "idle"        # polling the queue
+    BUSY = "busy"        # training `current_run_id`
+    STOPPED = "stopped"  # exited in order (or its supervisor saw it die)
+    LOST = "lost"        # stopped heartbeating; a reaper marked it
+
+
+class WorkerBase(SQLModel):
     name: str = Field(primary_key=True, max_length=200)
     host: str = Field(max_length=200)
     pid: int
     device: str = Field(max_length=100)
-    status: str = Field(default="idle", max_length=16)  # idle | busy | stopped
+    status: str = Field(default=WorkerStatus.IDLE, max_length=16)
     current_run_id: int | None = None
     started_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime = Field(default_factory=utcnow)
+
+
+class WorkerRecord(WorkerBase, table=True):
+    """What the database knows of a worker process (the process itself is app.worker.Worker)."""
+
+    __tablename__ = "worker"
+
+
+def worker_alive(stale_seconds: float):
+    """The one test of "is this worker alive": heartbeat fresh and not stopped or lost."""
+    since = utcnow() - timedelta(seconds=stale_seconds)
+    return and_(WorkerRecord.heartbeat_at >= since,
+                WorkerRecord.status.in_([WorkerStatus.IDLE, WorkerStatus.BUSY]))

@@ -2,11 +2,15 @@
 the status it leaves, so two workers never claim one run and a late writer never
 overwrites a decision taken by someone else. Shared by the server and the workers.
 
-Each function opens its own short transaction on a writing engine (`app.db.writer`)."""
+A worker's side: `claim()` returns a `Lease`, the one object that writes what the worker
+does with its run (start, epochs, progress, heartbeat, end) and that knows whether the
+run is still its own. The API's side: `enqueue`, `request_cancel`, `retry`, `remove`,
+in the caller's session. Reapers: `release_lost`, `reap_stale`."""
 
 import math
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.db import writer
-from app.models import TERMINAL, Event, Metric, Progress, Run, Status, Worker, utcnow
+from app.models import TERMINAL, Event, Metric, Progress, Run, Status, WorkerRecord, WorkerStatus, utcnow, worker_alive
 
 
 class LostRun(Exception):
@@ -34,51 +38,39 @@ def _finite(value: float | None) -> float | None:
 
 def register_worker(engine: Engine, name: str, device: str) -> None:
     with Session(writer(engine)) as s:
-        worker = s.get(Worker, name) or Worker(name=name, host=socket.gethostname(), pid=0, device=device)
-        worker.pid, worker.device, worker.status = os.getpid(), device, "idle"
+        worker = s.get(WorkerRecord, name) or WorkerRecord(name=name, host=socket.gethostname(), pid=0,
+                                                           device=device)
+        worker.pid, worker.device, worker.status = os.getpid(), device, WorkerStatus.IDLE
         worker.started_at = worker.heartbeat_at = utcnow()
         worker.current_run_id = None
         s.add(worker)
         s.commit()
 
 
+def _set_worker(engine: Engine, name: str, status: WorkerStatus, **values: Any) -> None:
+    with Session(writer(engine)) as s:
+        s.execute(update(WorkerRecord).where(WorkerRecord.name == name)
+                  .values(status=status, current_run_id=None, **values))
+        s.commit()
+
+
+def worker_idle(engine: Engine, name: str) -> None:
+    """The heartbeat of a worker waiting for work."""
+    _set_worker(engine, name, WorkerStatus.IDLE, heartbeat_at=utcnow())
+
+
 def worker_stopped(engine: Engine, name: str) -> None:
-    with Session(writer(engine)) as s:
-        s.execute(update(Worker).where(Worker.name == name)
-                  .values(status="stopped", current_run_id=None))
-        s.commit()
+    _set_worker(engine, name, WorkerStatus.STOPPED)
 
 
-def heartbeat(engine: Engine, worker: str, run_id: int | None) -> bool:
-    """Refresh the worker's (and its run's) heartbeat. True if the run should stop:
-    cancellation was asked for, or the run is no longer this worker's."""
-    now = utcnow()
-    with Session(writer(engine)) as s:
-        s.execute(update(Worker).where(Worker.name == worker).values(
-            heartbeat_at=now, current_run_id=run_id, status="busy" if run_id else "idle"))
-        stop = False
-        if run_id is not None:
-            owned = s.execute(update(Run)
-                              .where(Run.id == run_id, Run.status == Status.RUNNING, Run.worker == worker)
-                              .values(heartbeat_at=now)
-                              .returning(Run.cancel_requested)).first()
-            stop = owned is None or bool(owned[0])
-        s.commit()
-        return stop
+def count_alive_workers(session: Session, stale_seconds: float) -> int:
+    return session.execute(select(func.count()).select_from(WorkerRecord)
+                           .where(worker_alive(stale_seconds))).scalar_one()
 
 
-# --- the queue ------------------------------------------------------------------------
+# --- a claimed run --------------------------------------------------------------------
 
-def enqueue(session: Session, run: Run) -> Run:
-    session.add(run)
-    session.flush()
-    _event(session, run.id, "status", status=Status.QUEUED)
-    session.commit()
-    session.refresh(run)
-    return run
-
-
-def claim(engine: Engine, worker: str) -> int | None:
+def claim(engine: Engine, worker: str) -> "Lease | None":
     """queued → running for the oldest queued run; None when the queue is empty."""
     with Session(writer(engine)) as s:
         oldest = select(Run.id).where(Run.status == Status.QUEUED).order_by(Run.id).limit(1)
@@ -96,79 +88,104 @@ def claim(engine: Engine, worker: str) -> int | None:
             return None
         _event(s, row[0], "status", status=Status.RUNNING, worker=worker)
         s.commit()
-        return row[0]
+        return Lease(engine, row[0], worker)
 
 
-def _owned(run_id: int, worker: str):
-    return (Run.id == run_id, Run.status == Status.RUNNING, Run.worker == worker)
+@dataclass(frozen=True)
+class Lease:
+    """A run claimed by `worker`. Every write checks that the run is still running and still
+    this worker's; when it is not (cancelled, requeued by a reaper, deleted) the write
+    changes nothing and raises `LostRun` (or returns False / True-to-stop, as each says)."""
+
+    engine: Engine
+    run_id: int
+    worker: str
+
+    def _owned(self):
+        return (Run.id == self.run_id, Run.status == Status.RUNNING, Run.worker == self.worker)
+
+    def _session(self) -> Session:
+        return Session(writer(self.engine))
+
+    def start(self, device: str, versions: dict, epochs_done: int) -> None:
+        """Record the device and versions; forget anything past the epoch we resume from."""
+        with self._session() as s:
+            s.execute(delete(Metric).where(Metric.run_id == self.run_id, Metric.epoch > epochs_done))
+            s.execute(delete(Progress).where(Progress.run_id == self.run_id, Progress.epoch > epochs_done))
+            fresh = dict(best_test_acc=None, final_test_acc=None, total_seconds=0.0) if epochs_done == 0 else {}
+            if s.execute(update(Run).where(*self._owned()).values(
+                    device=device, versions=versions, epochs_done=epochs_done, **fresh)).rowcount != 1:
+                s.rollback()
+                raise LostRun(self.run_id)
+            s.commit()
+
+    def record_epoch(self, epoch: int, metrics: dict[str, float], wall_seconds: float,
+                     has_checkpoint: bool) -> None:
+        """One finished epoch: its metric rows and the run's summary, in one transaction."""
+        with self._session() as s:
+            run = s.execute(select(Run.best_test_acc).where(*self._owned())).first()
+            if run is None:
+                raise LostRun(self.run_id)
+            test_acc = _finite(metrics.get("test_acc"))
+            best = max(x for x in (run[0], test_acc, -1.0) if x is not None)
+            s.execute(update(Run).where(*self._owned()).values(
+                epochs_done=epoch, epoch_progress=0.0, best_test_acc=best if best >= 0 else None,
+                final_test_acc=test_acc, total_seconds=Run.total_seconds + metrics["epoch_seconds"],
+                images_per_second=_finite(metrics.get("images_per_second")),
+                heartbeat_at=utcnow(), has_checkpoint=has_checkpoint))
+            for key, value in metrics.items():
+                s.add(Metric(run_id=self.run_id, epoch=epoch, key=key, value=_finite(value)))
+            s.add(Metric(run_id=self.run_id, epoch=epoch, key="wall_seconds", value=wall_seconds))
+            _event(s, self.run_id, "epoch", epoch=epoch, wall_seconds=wall_seconds,
+                   **{k: _finite(v) for k, v in metrics.items()})
+            s.commit()
+
+    def record_progress(self, epoch: float, fraction: float, train_loss: float | None,
+                        train_acc: float | None, wall_seconds: float, eta_seconds: float | None) -> None:
+        with self._session() as s:
+            if s.execute(update(Run).where(*self._owned()).values(
+                    epoch_progress=fraction, eta_seconds=eta_seconds, heartbeat_at=utcnow())).rowcount != 1:
+                s.rollback()
+                raise LostRun(self.run_id)
+            s.add(Progress(run_id=self.run_id, epoch=epoch, train_loss=_finite(train_loss),
+                           train_acc=_finite(train_acc), wall_seconds=wall_seconds))
+            _event(s, self.run_id, "progress", epoch=epoch, fraction=fraction, train_loss=_finite(train_loss),
+                   train_acc=_finite(train_acc), wall_seconds=wall_seconds, eta_seconds=eta_seconds)
+            s.commit()
+
+    def heartbeat(self) -> bool:
+        """Refresh the worker's and the run's heartbeat. True if the run should stop:
+        cancellation was asked for, or the run is no longer this worker's."""
+        now = utcnow()
+        with self._session() as s:
+            s.execute(update(WorkerRecord).where(WorkerRecord.name == self.worker).values(
+                heartbeat_at=now, current_run_id=self.run_id, status=WorkerStatus.BUSY))
+            owned = s.execute(update(Run).where(*self._owned()).values(heartbeat_at=now)
+                              .returning(Run.cancel_requested)).first()
+            s.commit()
+            return owned is None or bool(owned[0])
+
+    def end(self, status: Status, error: str | None = None, traceback: str | None = None,
+            has_artifacts: bool = False) -> bool:
+        """running → finished | failed | cancelled. False if the run was not ours any more."""
+        with self._session() as s:
+            values: dict[str, Any] = dict(status=status, finished_at=utcnow(), error=error,
+                                          traceback=traceback, eta_seconds=None, epoch_progress=0.0)
+            if has_artifacts:
+                values["has_artifacts"] = True
+            if s.execute(update(Run).where(*self._owned()).values(**values)).rowcount != 1:
+                s.rollback()
+                return False
+            _event(s, self.run_id, "status", status=status, error=error)
+            s.commit()
+            return True
+
+    def release(self, reason: str) -> None:
+        """Back to the queue at once, without counting an attempt (an orderly shutdown)."""
+        release_lost(self.engine, max_attempts=1, worker=self.worker, reason=reason, refund=True)
 
 
-def start_training(engine: Engine, run_id: int, worker: str, device: str, versions: dict,
-                   epochs_done: int) -> None:
-    """Record the device and versions; forget anything past the epoch we resume from."""
-    with Session(writer(engine)) as s:
-        s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.epoch > epochs_done))
-        s.execute(delete(Progress).where(Progress.run_id == run_id, Progress.epoch > epochs_done))
-        fresh = dict(best_test_acc=None, final_test_acc=None, total_seconds=0.0) if epochs_done == 0 else {}
-        if s.execute(update(Run).where(*_owned(run_id, worker))
-                     .values(device=device, versions=versions, epochs_done=epochs_done, **fresh)).rowcount != 1:
-            s.rollback()
-            raise LostRun(run_id)
-        s.commit()
-
-
-def record_epoch(engine: Engine, run_id: int, worker: str, epoch: int, metrics: dict[str, float],
-                 wall_seconds: float, has_checkpoint: bool) -> None:
-    """One finished epoch: its metric rows and the run's summary, in one transaction."""
-    with Session(writer(engine)) as s:
-        run = s.execute(select(Run.best_test_acc).where(*_owned(run_id, worker))).first()
-        if run is None:
-            raise LostRun(run_id)
-        test_acc = _finite(metrics.get("test_acc"))
-        best = max(x for x in (run[0], test_acc, -1.0) if x is not None)
-        s.execute(update(Run).where(*_owned(run_id, worker)).values(
-            epochs_done=epoch, epoch_progress=0.0, best_test_acc=best if best >= 0 else None,
-            final_test_acc=test_acc, total_seconds=Run.total_seconds + metrics["epoch_seconds"],
-            images_per_second=_finite(metrics.get("images_per_second")),
-            heartbeat_at=utcnow(), has_checkpoint=has_checkpoint))
-        for key, value in metrics.items():
-            s.add(Metric(run_id=run_id, epoch=epoch, key=key, value=_finite(value)))
-        s.add(Metric(run_id=run_id, epoch=epoch, key="wall_seconds", value=wall_seconds))
-        _event(s, run_id, "epoch", epoch=epoch, wall_seconds=wall_seconds,
-               **{k: _finite(v) for k, v in metrics.items()})
-        s.commit()
-
-
-def record_progress(engine: Engine, run_id: int, worker: str, epoch: float, fraction: float,
-                    train_loss: float | None, train_acc: float | None, wall_seconds: float,
-                    eta_seconds: float | None) -> None:
-    with Session(writer(engine)) as s:
-        if s.execute(update(Run).where(*_owned(run_id, worker)).values(
-                epoch_progress=fraction, eta_seconds=eta_seconds, heartbeat_at=utcnow())).rowcount != 1:
-            s.rollback()
-            raise LostRun(run_id)
-        s.add(Progress(run_id=run_id, epoch=epoch, train_loss=_finite(train_loss),
-                       train_acc=_finite(train_acc), wall_seconds=wall_seconds))
-        _event(s, run_id, "progress", epoch=epoch, fraction=fraction, train_loss=_finite(train_loss),
-               train_acc=_finite(train_acc), wall_seconds=wall_seconds, eta_seconds=eta_seconds)
-        s.commit()
-
-
-def end_run(engine: Engine, run_id: int, worker: str, status: Status, error: str | None = None,
-            traceback: str | None = None, has_artifacts: bool = False) -> bool:
-    """running → finished | failed | cancelled. False if the run was not ours any more."""
-    with Session(writer(engine)) as s:
-        values: dict[str, Any] = dict(status=status, finished_at=utcnow(), error=error,
-                                      traceback=traceback, eta_seconds=None, epoch_progress=0.0)
-        if has_artifacts:
-            values["has_artifacts"] = True
-        if s.execute(update(Run).where(*_owned(run_id, worker)).values(**values)).rowcount != 1:
-            s.rollback()
-            return False
-        _event(s, run_id, "status", status=status, error=error)
-        s.commit()
-        return True
-
+# --- reapers ----------------------------------------------------------------------------
 
 def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | None = None,
                  worker: str | None = None, reason: str = "worker lost", refund: bool = False) -> list[int]:
@@ -194,8 +211,9 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
                 _event(s, run_id, "status", status=values["status"], error=values["error"])
                 moved.append(run_id)
         if stale_before is not None:
-            s.execute(update(Worker).where(Worker.heartbeat_at < stale_before, Worker.status != "stopped")
-                      .values(status="lost", current_run_id=None))
+            s.execute(update(WorkerRecord)
+                      .where(WorkerRecord.heartbeat_at < stale_before, WorkerRecord.status != WorkerStatus.STOPPED)
+                      .values(status=WorkerStatus.LOST, current_run_id=None))
         s.commit()
     return moved
 
@@ -204,7 +222,16 @@ def reap_stale(engine: Engine, stale_seconds: float, max_attempts: int) -> list[
     return release_lost(engine, max_attempts, stale_before=utcnow() - timedelta(seconds=stale_seconds))
 
 
-# --- requests from the API ------------------------------------------------------------
+# --- requests from the API (in the request's session) -------------------------------------
+
+def enqueue(session: Session, run: Run) -> Run:
+    session.add(run)
+    session.flush()
+    _event(session, run.id, "status", status=Status.QUEUED)
+    session.commit()
+    session.refresh(run)
+    return run
+
 
 def request_cancel(session: Session, run_id: int) -> bool:
     """queued → cancelled at once; running → flagged, the worker stops within seconds."""
@@ -225,8 +252,7 @@ def retry(session: Session, run_id: int) -> bool:
     """failed | cancelled → queued; the worker resumes from the last finished epoch."""
     if not session.execute(update(Run).where(Run.id == run_id, Run.status.in_([Status.FAILED, Status.CANCELLED]))
                            .values(status=Status.QUEUED, cancel_requested=False, error=None,
-                                   traceback=None, finished_at=None, attempts=0, worker=None,
-                                   created_at=Run.created_at)).rowcount:
+                                   traceback=None, finished_at=None, attempts=0, worker=None)).rowcount:
         session.rollback()
         return False
     _event(session, run_id, "status", status=Status.QUEUED)
@@ -251,10 +277,4 @@ def queue_positions(session: Session) -> dict[int, int]:
     return {run_id: i + 1 for i, run_id in enumerate(ids)}
 
 
-def count_alive_workers(session: Session, stale_seconds: float) -> int:
-    since = utcnow() - timedelta(seconds=stale_seconds)
-    return session.execute(select(func.count()).select_from(Worker).where(
-        Worker.heartbeat_at >= since, Worker.status.in_(["idle", "busy"]))).scalar_one()
-
-
-__all__ = ["LostRun", "TERMINAL"]
+__all__ = ["LostRun", "Lease", "TERMINAL"]

@@ -1,51 +1,29 @@
 """Response shapes of the API (requests are `trainer.config.RunRequest`)."""
 
 from datetime import datetime
-from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, field_serializer
 
-from app.models import Run
+from app.models import Run, RunBase, WorkerBase
 from trainer.zoo import PRESETS
 
-# Every timestamp is UTC; the API says so explicitly.
-UTC = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(timespec="seconds"), return_type=str)]
+
+def _iso(moment: datetime | None) -> str | None:
+    """Every timestamp is UTC, written to the second."""
+    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
-class RunRead(BaseModel):
+class RunRead(RunBase):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    name: str
-    model: str
-    dataset: str
-    status: str
-    params: int
-    config: dict[str, Any]
-    created_at: UTC
-    started_at: UTC | None
-    finished_at: UTC | None
-    heartbeat_at: UTC | None
-    worker: str | None
-    attempts: int
-    cancel_requested: bool
-    epochs_total: int
-    epochs_done: int
-    epoch_progress: float
-    eta_seconds: float | None
-    best_test_acc: float | None
-    final_test_acc: float | None
-    total_seconds: float
-    images_per_second: float | None
-    error: str | None
-    traceback: str | None
-    device: str | None
-    versions: dict[str, Any] | None
-    has_checkpoint: bool
-    has_artifacts: bool
     queue_position: int | None = None
     notes_acc: float | None = None
     notes_seconds: float | None = None
+
+    @field_serializer("created_at", "started_at", "finished_at", "heartbeat_at")
+    def _utc(self, moment: datetime | None) -> str | None:
+        return _iso(moment)
 
     @classmethod
     def of(cls, run: Run, positions: dict[int, int] | None = None) -> "RunRead":
@@ -106,18 +84,14 @@ class ArtifactsRead(BaseModel):
     misclassified: list[Misclassified]
 
 
-class WorkerRead(BaseModel):
+class WorkerRead(WorkerBase):
     model_config = ConfigDict(from_attributes=True)
 
-    name: str
-    host: str
-    pid: int
-    device: str
-    status: str
-    current_run_id: int | None
-    started_at: UTC
-    heartbeat_at: UTC
     alive: bool = False
+
+    @field_serializer("started_at", "heartbeat_at")
+    def _utc(self, moment: datetime) -> str | None:
+        return _iso(moment)
 
 
 class Health(BaseModel):

@@ -13,8 +13,8 @@ import threading
 import time
 
 from app import queue
-from app.config import Settings
 from app.db import get_engine
+from app.settings import Settings
 
 log = logging.getLogger("zoolab.supervisor")
 
@@ -30,7 +30,7 @@ class Supervisor(threading.Thread):
 
     def _spawn(self) -> None:
         self.worker_name = f"{socket.gethostname()}-local-{os.getpid()}-{self.restarts}"
-        self.process = subprocess.Popen([sys.executable, "-m", "trainer.worker", "--name", self.worker_name])
+        self.process = subprocess.Popen([sys.executable, "-m", "app.worker", "--name", self.worker_name])
         log.info("started worker %s (pid %s)", self.worker_name, self.process.pid)
 
     def run(self) -> None:

@@ -17,14 +17,9 @@ Prints figures only.
 
 import argparse
 import asyncio
-import os
 import random
 import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -33,7 +28,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.stack import Stack
+
 KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_second",
         "peak_memory_bytes", "wall_seconds")
 
@@ -80,12 +76,6 @@ def build_database(url: str, runs: int, epochs: int) -> None:
     engine.dispose()
     print(f"database: {runs} runs, {len(metric_rows)} metric rows, {len(progress_rows)} progress rows, "
           f"{len(event_rows)} events", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -140,25 +130,8 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         build_database(url, args.runs, args.epochs)
         print(f"written in {time.perf_counter() - t0:.1f} s", flush=True)
-        port = free_port()
-        env = {**os.environ, "ZOOLAB_DATABASE_URL": url, "ZOOLAB_ARTIFACT_DIR": f"{tmp}/artifacts",
-               "ZOOLAB_DOWNLOAD": "false"}
-        env.pop("ZOOLAB_TOKEN", None)
-        log = open(f"{tmp}/server.log", "w")
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port)],
-                                  env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            client = httpx.Client(base_url=base, timeout=60)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.get("/health").raise_for_status()
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("server did not start") from None
-                    time.sleep(0.2)
+        with Stack(Path(tmp), worker=False) as stack:
+            client, base = stack.api, stack.url
             for _ in range(5):  # warm-up: imports, connection pool, SQLite page cache
                 client.get("/runs")
             rows = []
@@ -189,15 +162,6 @@ def main(argv=None) -> None:
             for name, values in rows:
                 print(f"{name:<40} {len(values):>4} {statistics.median(values):>8.1f} {pct(values, 0.95):>8.1f} "
                       f"{max(values):>8.1f}")
-            client.close()
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-            log.close()
 
 
 if __name__ == "__main__":

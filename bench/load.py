@@ -145,8 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--log", type=Path, help="that server's output, to count 'database is locked'")
     args = p.parse_args(argv)
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from stack import Stack  # noqa: E402  (tests/stack.py: starts and stops a real stack)
+    from tests.stack import Stack  # starts and stops a real stack
 
     stack = None
     try:

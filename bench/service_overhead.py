@@ -15,28 +15,17 @@ Prints figures only.
 """
 
 import argparse
-import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.stack import DATA_DIR, Stack, sse_events, wait_for
+
 WARM_UP = [{"model": "mnist-logreg", "epochs": 1, "train_subset": 2000},
            {"model": "cifar-conv5-pool-fc-2k", "epochs": 1, "train_subset": 2000}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -47,88 +36,31 @@ def proc_status(pid: int) -> dict[str, str]:
     return out
 
 
-class Server:
-    def __init__(self, folder: Path, data_dir: str, threads: int | None):
-        self.port = free_port()
-        self.env = {**os.environ, "ZOOLAB_DATABASE_URL": f"sqlite:///{folder / 'runs.db'}",
-                    "ZOOLAB_ARTIFACT_DIR": str(folder / "artifacts"), "ZOOLAB_DATA_DIR": data_dir,
-                    "ZOOLAB_DOWNLOAD": "false"}
-        self.env.pop("ZOOLAB_TOKEN", None)
-        if threads:
-            self.env["ZOOLAB_THREADS"] = str(threads)
-        self.log = open(folder / "server.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
-                                     env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-
-    def wait_healthy(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/health").json()["workers_alive"] >= 1:
-                    return
-            except (httpx.TransportError, KeyError, ValueError):
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
-            time.sleep(0.2)
-        raise TimeoutError("server/worker did not come up")
-
-    def wait_status(self, run_id: int, statuses: tuple[str, ...], timeout: float = 300) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.http.get(f"/runs/{run_id}").json()
-            if run["status"] in statuses:
-                return run
-            time.sleep(0.1)
-        raise TimeoutError(f"run {run_id} not {statuses}")
-
-    def wait_idle(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(w["status"] != "busy" for w in self.http.get("/workers").json()):
-                return
-            time.sleep(0.1)
-        raise TimeoutError("worker still busy")
-
-    def worker_pid(self) -> int:
-        alive = [w for w in self.http.get("/workers").json() if w["alive"]]
-        return alive[0]["pid"]
-
-    def close(self) -> None:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # our own session: the server and its worker
-                self.proc.wait()
-        self.log.close()
+def wait_idle(stack: Stack, timeout: float = 60) -> None:
+    wait_for(lambda: all(w["status"] != "busy" for w in stack.workers()), timeout, "the worker to be idle", 0.1)
 
 
-def time_first_metric(server: Server, body: dict) -> tuple[float, float, str]:
+def worker_pid(stack: Stack) -> int:
+    return next(w["pid"] for w in stack.workers() if w["alive"])
+
+
+def time_first_metric(stack: Stack, body: dict) -> tuple[float, float, str]:
     """(seconds to `running`, seconds to first progress/epoch event, its kind) after POST."""
     started = time.perf_counter()
-    run_id = server.http.post("/runs", json=body).raise_for_status().json()["id"]
+    run_id = stack.post("/runs", body)["id"]
     claimed = None
-    with server.http.stream("GET", f"/runs/{run_id}/events", params={"last_event_id": 0},
-                            timeout=httpx.Timeout(60, read=60)) as stream:
-        kind = None
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and kind:
-                data = json.loads(line.split(":", 1)[1])
-                if kind == "status" and data.get("status") == "running" and claimed is None:
-                    claimed = time.perf_counter() - started
-                if kind in ("progress", "epoch"):
-                    first = time.perf_counter() - started
-                    break
-    server.http.post(f"/runs/{run_id}/cancel")
-    server.wait_status(run_id, ("cancelled", "finished", "failed"))
-    server.wait_idle()
+    with stack.api.stream("GET", f"/runs/{run_id}/events", params={"last_event_id": 0},
+                          timeout=httpx.Timeout(60, read=60)) as stream:
+        for event in sse_events(stream):
+            kind = event.get("event")
+            if kind == "status" and event["data"]["status"] == "running" and claimed is None:
+                claimed = time.perf_counter() - started
+            if kind in ("progress", "epoch"):
+                first = time.perf_counter() - started
+                break
+    stack.api.post(f"/runs/{run_id}/cancel")  # 409 if it already ended: fine
+    stack.wait_run(run_id, timeout=300, every=0.1)
+    wait_idle(stack)
     return claimed or float("nan"), first, kind
 
 
@@ -137,28 +69,26 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models", nargs="+", default=["mnist-3fc-2bn-51k", "cifar-2conv5-2fc-bn-36k"])
     p.add_argument("--threads", type=int, help="ZOOLAB_THREADS for the worker (default: its own default)")
-    p.add_argument("--data", default=os.environ.get("ZOOLAB_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    p.add_argument("--data", default=DATA_DIR)
     args = p.parse_args(argv)
+    env = {"ZOOLAB_THREADS": str(args.threads)} if args.threads else {}
     with tempfile.TemporaryDirectory(prefix="zoolab-bench-") as tmp:
-        server = Server(Path(tmp), args.data, args.threads)
-        try:
-            t0 = time.perf_counter()
-            server.wait_healthy()
-            print(f"server + worker up in {time.perf_counter() - t0:.1f} s (port {server.port})", flush=True)
+        t0 = time.perf_counter()
+        with Stack(Path(tmp), env=env, data_dir=args.data) as stack:
+            print(f"server + worker up in {time.perf_counter() - t0:.1f} s (port {stack.port})", flush=True)
             for body in WARM_UP:
                 t0 = time.perf_counter()
-                run_id = server.http.post("/runs", json=body).raise_for_status().json()["id"]
-                run = server.wait_status(run_id, ("finished", "failed", "cancelled"))
+                run = stack.wait_run(stack.post("/runs", body)["id"], timeout=300, every=0.1)
                 print(f"warm-up {body['model']}: {run['status']} in {time.perf_counter() - t0:.1f} s "
                       f"(threads {run['versions']['threads']})", flush=True)
-            server.wait_idle()
-            pid = server.worker_pid()
+            wait_idle(stack)
+            pid = worker_pid(stack)
             print(f"worker pid {pid}: VmHWM after warm-up {proc_status(pid)['VmHWM']}", flush=True)
             rows = []
             for model in args.models:
                 claims, firsts, kinds = [], [], []
                 for r in range(args.repeats):
-                    claimed, first, kind = time_first_metric(server, {"model": model})
+                    claimed, first, kind = time_first_metric(stack, {"model": model})
                     claims.append(claimed)
                     firsts.append(first)
                     kinds.append(kind)
@@ -177,8 +107,6 @@ def main(argv=None) -> None:
             hwm_kib = int(status["VmHWM"].split()[0])
             print(f"\nworker peak memory (VmHWM, MNIST + CIFAR-10 cached): {hwm_kib / 2**20:.2f} GiB; "
                   f"VmRSS now {int(status['VmRSS'].split()[0]) / 2**20:.2f} GiB")
-        finally:
-            server.close()
 
 
 if __name__ == "__main__":

@@ -3,25 +3,20 @@ trains on the real datasets of ZOOLAB_DATA_DIR (default ../shared/data), never d
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("ZOOLAB_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
-os.environ["ZOOLAB_DATA_DIR"] = str(DATA_DIR)
+from tests.stack import DATA_DIR, REPO, start_worker
+
+os.environ["ZOOLAB_DATA_DIR"] = str(Path(DATA_DIR).resolve())
 os.environ["ZOOLAB_DOWNLOAD"] = "false"
 os.environ.pop("ZOOLAB_TOKEN", None)
 
-# A run that trains in a couple of seconds on this CPU and is still evaluated on the
-# full 10,000-image MNIST test set.
-QUICK_RUN = {"model": "mnist-logreg", "epochs": 1, "train_subset": 6000}
-
 
 def _reset_caches() -> None:
-    from app.config import get_settings
     from app.db import get_engine
+    from app.settings import get_settings
     get_settings.cache_clear()
     get_engine.cache_clear()
 
@@ -55,8 +50,7 @@ def spawn_worker(zoolab_env):
     procs: list[subprocess.Popen] = []
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-m", "trainer.worker", "--name", name, *args],
-                             env=zoolab_env, cwd=REPO)
+        p = start_worker(name, *args, env=zoolab_env, cwd=REPO)
         procs.append(p)
         return p
 

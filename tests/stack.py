@@ -1,5 +1,6 @@
-"""A real zoolab stack for tests: `zoolab serve` (uvicorn + supervised worker subprocess)
-on a free port of 127.0.0.1, with its own temporary SQLite database and artifact folder.
+"""A real zoolab stack for tests, browser tests and benchmarks — the one helper that starts
+one: `zoolab serve` (uvicorn + supervised worker subprocess) on a free port of 127.0.0.1,
+with its own temporary SQLite database and artifact folder.
 
     with Stack(tmp_path) as stack:                 # starts, waits for /health
         run = stack.post_run(model="mnist-logreg", epochs=1, train_subset=2000)
@@ -32,6 +33,15 @@ DATA_DIR = os.environ.get("ZOOLAB_DATA_DIR") or str(REPO.parent / "shared" / "da
 TERMINAL = ("finished", "failed", "cancelled")
 # A run that trains and evaluates in a second or two.
 QUICK_RUN = {"model": "mnist-logreg", "epochs": 1, "train_subset": 2000, "test_subset": 2000}
+# A run that trains in a couple of seconds and is still evaluated on the full 10,000-image test set.
+QUICK_FULL_TEST = {"model": "mnist-logreg", "epochs": 1, "train_subset": 6000}
+
+
+def start_worker(name: str, *args: str, env: dict[str, str], cwd: Path, stdout=None,
+                 preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
+    """A standalone worker process (`python -m app.worker`) on the database of `env`."""
+    return subprocess.Popen([sys.executable, "-m", "app.worker", "--name", name, *args], env=env, cwd=cwd,
+                            stdout=stdout, stderr=subprocess.STDOUT if stdout else None, preexec_fn=preexec_fn)
 
 
 def free_port() -> int:
@@ -119,6 +129,7 @@ class Stack:
         self.proc: subprocess.Popen | None = None
         self.workers_started: list[subprocess.Popen] = []
         self._log = None
+        self._api: httpx.Client | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -161,13 +172,11 @@ class Stack:
         return self
 
     def spawn_worker(self, name: str, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
-        """A standalone worker (`python -m trainer.worker`) on this stack's database, for a
+        """A standalone worker (`python -m app.worker`) on this stack's database, for a
         stack started with worker=False; ended by close()."""
         if self._log is None:
             self._log = open(self.log_path, "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "trainer.worker", "--name", name], env=self.env,
-                                cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT,
-                                preexec_fn=preexec_fn)
+        proc = start_worker(name, env=self.env, cwd=self.root, stdout=self._log, preexec_fn=preexec_fn)
         self.workers_started.append(proc)
         return proc
 
@@ -180,6 +189,9 @@ class Stack:
 
     def close(self) -> None:
         """Stop the server gracefully, then end whatever is left of its process group."""
+        if self._api is not None:
+            self._api.close()
+            self._api = None
         for worker in self.workers_started:
             if worker.poll() is None:
                 worker.terminate()
@@ -224,11 +236,26 @@ class Stack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n--- server log ---\n" + "\n".join(self.log().splitlines()[-lines:])
+
     # --- HTTP -----------------------------------------------------------------------
 
     def client(self, timeout: float = 30.0, **kwargs) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         return httpx.Client(base_url=self.url, timeout=timeout, headers=headers, **kwargs)
+
+    @property
+    def api(self) -> httpx.Client:
+        """One client kept open for the stack's life (with the token, if any)."""
+        if self._api is None:
+            self._api = self.client()
+        return self._api
+
+    def post(self, path: str, body: dict | None = None) -> dict:
+        r = self.api.post(path, json=body)
+        assert r.status_code < 300, f"POST {path} {body}: {r.status_code} {r.text}"
+        return r.json()
 
     def get(self, path: str, **kwargs) -> httpx.Response:
         with self.client() as c:
@@ -259,6 +286,16 @@ class Stack:
             return run if run["status"] in wanted and where(run) else None
 
         return wait_for(check, timeout, f"run {run_id} to be {sorted(wanted)}", every=every)
+
+    def wait_runs(self, run_ids: Iterable[int], status: str | Iterable[str] = "finished",
+                  timeout: float = 240.0) -> list[dict]:
+        """Wait for several runs (see wait_run); the server's log tail is in the failure."""
+        deadline = time.monotonic() + timeout
+        try:
+            return [self.wait_run(i, status, timeout=max(1.0, deadline - time.monotonic()), every=0.5)
+                    for i in run_ids]
+        except (AssertionError, TimeoutError) as e:
+            raise type(e)(f"{e}{self.log_tail()}") from None
 
     def workers(self) -> list[dict]:
         return self.get("/workers").json()

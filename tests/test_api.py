@@ -1,16 +1,14 @@
 """The REST API in-process on a real SQLite file: validation, listing, 404/409 rules."""
 
-import json
 import subprocess
 import sys
 
 import pytest
-from sqlmodel import Session
 
 from app import queue
 from app.db import get_engine
+from tests.stack import REPO
 from trainer.zoo import PRESETS
-from tests.conftest import QUICK_RUN, REPO
 
 
 def _create(client, **body):
@@ -130,13 +128,14 @@ def test_cancel_delete_and_retry_rules(client):
     running = _create(client).json()["id"]
     # Make `running` really running: claim it as a worker would (the oldest first).
     engine = get_engine()
-    assert queue.claim(engine, "w1") == queued
-    assert queue.claim(engine, "w1") == running
+    assert queue.claim(engine, "w1").run_id == queued
+    lease = queue.claim(engine, "w1")
+    assert lease.run_id == running
     assert client.delete(f"/runs/{running}").status_code == 409
     r = client.post(f"/runs/{running}/cancel")
     assert r.status_code == 200 and r.json()["cancel_requested"] and r.json()["status"] == "running"
-    assert queue.heartbeat(engine, "w1", running) is True  # the worker learns it must stop
-    assert queue.end_run(engine, running, "w1", "cancelled")
+    assert lease.heartbeat() is True  # the worker learns it must stop
+    assert lease.end("cancelled")
     assert client.post(f"/runs/{running}/cancel").status_code == 409
     third = _create(client).json()["id"]
     assert client.post(f"/runs/{third}/cancel").json()["status"] == "cancelled"  # queued: at once

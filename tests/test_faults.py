@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack import DATA_DIR, QUICK_RUN, TERMINAL, Stack, cmdline, group_pids, pid_alive, sse_events, wait_for
+from tests.stack import DATA_DIR, QUICK_RUN, TERMINAL, Stack, cmdline, group_pids, pid_alive, sse_events, wait_for
 
 # Progress reports several times per epoch, so "mid-epoch" is observable; fast heartbeats.
 FAST = {"ZOOLAB_PROGRESS_SECONDS": "0.3", "ZOOLAB_HEARTBEAT_SECONDS": "0.5"}
@@ -95,7 +95,7 @@ def test_worker_sigkill_mid_epoch_resumes_from_last_finished_epoch(tmp_path):
         run_id = stack.post_run(**LONG_RUN)["id"]
         running = wait_mid_epoch(stack, run_id)
         victim = next(w for w in stack.workers() if w["name"] == running["worker"])
-        assert f"trainer.worker\0--name\0{victim['name']}" in "\0".join(cmdline(victim["pid"]))
+        assert f"app.worker\0--name\0{victim['name']}" in "\0".join(cmdline(victim["pid"]))
 
         os.kill(victim["pid"], signal.SIGKILL)
         wait_for(lambda: not pid_alive(victim["pid"]), 30, "the killed worker to be gone")
@@ -157,7 +157,7 @@ def test_server_sigkill_worker_lives_on_and_streams_resume_with_last_event_id(tm
             httpx.get(first.url + "/health", timeout=5)
         # The supervisor thread died with the server; the worker subprocess did not, and
         # it keeps training and writing with no server at all.
-        assert pid_alive(worker["pid"]) and "trainer.worker" in cmdline(worker["pid"])
+        assert pid_alive(worker["pid"]) and "app.worker" in cmdline(worker["pid"])
         written = _last_event_id(first, run_id)
         wait_for(lambda: _last_event_id(first, run_id) > written, 90,
                  "the orphaned worker to write more events while the server is down")

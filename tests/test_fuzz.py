@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.python import asgi
 
-from app.config import get_settings
 from app.db import get_engine
 from app.main import create_app
-from stack import Stack
+from app.settings import get_settings
+from tests.stack import Stack
 from trainer.zoo import PRESETS
 
 # --- schemathesis -----------------------------------------------------------------------

@@ -5,7 +5,7 @@ load test failed once in ~4,600 requests). Checked on the wire, with a raw socke
 import socket
 import time
 
-from stack import Stack
+from tests.stack import Stack
 
 CLIENT_IDLE_SECONDS = 6  # longer than httpx's keepalive_expiry (5 s) and uvicorn's default (5 s)
 

@@ -6,16 +6,12 @@ server answers) for ~10 s against a real `zoolab serve` on a real SQLite file.
 """
 
 import asyncio
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from stack import Stack
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.load import BACKGROUND_RUNS, LOCKED, SERVER_ENV, figures, hammer  # noqa: E402
+from bench.load import BACKGROUND_RUNS, LOCKED, SERVER_ENV, figures, hammer
+from tests.stack import Stack
 
 SECONDS = 10
 CLIENTS = 50

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from stack import QUICK_RUN, Stack
+from tests.stack import QUICK_RUN, Stack
 
 TOKEN = "tok-3f9a1c7e5b"
 DASHBOARD = "https://dash.example"
@@ -173,8 +173,8 @@ def test_without_a_token_changes_are_open(open_server):
 def test_token_from_the_environment(zoolab_env, monkeypatch):
     """ZOOLAB_TOKEN (rather than --token) protects the application the same way."""
     monkeypatch.setenv("ZOOLAB_TOKEN", TOKEN)
-    from app.config import get_settings
     from app.main import create_app
+    from app.settings import get_settings
     get_settings.cache_clear()
     with TestClient(create_app()) as c:
         assert c.post("/runs", json=QUICK_RUN).status_code == 401

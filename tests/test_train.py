@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.train as train_module
+import trainer.loader as loader_module
 from trainer.config import resolve
 from trainer.data import DEBIAN_FASHION_DIR, load
 from trainer.datasets import DATASETS
@@ -195,7 +195,7 @@ def test_two_step_schedule_augments_only_from_augment_from_epoch(monkeypatch):
     assert (preset.defaults["epochs"], preset.defaults["augment"], preset.defaults["augment_from_epoch"]) \
         == (10, "autoaugment", 6)
 
-    real = train_module.augment_batch
+    real = loader_module.augment_batch
     seen: list[str] = []
 
     def spy(name, images, generator):
@@ -212,7 +212,7 @@ def test_two_step_schedule_augments_only_from_augment_from_epoch(monkeypatch):
             self.names[epoch] = set(seen)
             seen.clear()
 
-    monkeypatch.setattr(train_module, "augment_batch", spy)
+    monkeypatch.setattr(loader_module, "augment_batch", spy)
     # The preset's own schedule (epochs 10, augment from 6) on one batch per epoch.
     rec = run({"model": preset.id, "train_subset": 32, "test_subset": 16}, PerEpoch())
     assert rec.names == {e: {"none"} if e < 6 else {"autoaugment"} for e in range(1, 11)}

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from app import queue
 from app.db import get_engine, writer
 from app.models import Run, utcnow
-from tests.conftest import QUICK_RUN
+from tests.stack import QUICK_FULL_TEST as QUICK_RUN
 from tests.stack import sse_events, wait_for
 
 
@@ -65,7 +65,7 @@ def test_run_lifecycle_through_the_api(client, spawn_worker, zoolab_env):
     png = client.get(f"/runs/{run['id']}/misclassified/0.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     ckpt = client.get(f"/runs/{run['id']}/checkpoint")
-    weights = torch.load(io.BytesIO(ckpt.content), weights_only=True)
+    weights = torch.load(io.BytesIO(ckpt.content), weights_only=True)["state_dict"]
     assert sum(w.numel() for w in weights.values()) == 7850
 
     events = _sse_events(client, run["id"])
@@ -130,7 +130,7 @@ def test_cancel_a_running_run_keeps_its_finished_epochs(client, spawn_worker):
 def test_a_run_whose_worker_vanished_is_requeued_and_resumed(client, spawn_worker, zoolab_env):
     run_id = client.post("/runs", json={**QUICK_RUN, "epochs": 2}).json()["id"]
     engine = get_engine()
-    assert queue.claim(engine, "ghost") == run_id  # a worker that claims, then dies silently
+    assert queue.claim(engine, "ghost").run_id == run_id  # a worker that claims, then dies silently
     with Session(writer(engine)) as s:
         s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
         s.commit()
@@ -145,7 +145,7 @@ def test_a_run_lost_too_often_fails_with_the_reason(client, zoolab_env, monkeypa
     run_id = client.post("/runs", json=QUICK_RUN).json()["id"]
     engine = get_engine()
     for attempt in range(3):
-        assert queue.claim(engine, f"ghost{attempt}") == run_id
+        assert queue.claim(engine, f"ghost{attempt}").run_id == run_id
         moved = queue.release_lost(engine, max_attempts=3, worker=f"ghost{attempt}")
         assert moved == [run_id]
     run = client.get(f"/runs/{run_id}").json()

@@ -138,6 +138,26 @@ def build_model(model_id: str) -> nn.Module:
     return build_layers(get_preset(model_id).layers)
 
 
+MODEL_FORMAT = "zoolab-model/1"
+
+
+def model_file(config: dict, layers: Sequence[str], weights: dict) -> dict:
+    """What model.pt holds: the weights (a state dict) with the layers and run config that made
+    them, so the file alone rebuilds the network (`load_model`), without zoolab's database."""
+    return {"format": MODEL_FORMAT, "layers": list(layers), "config": dict(config),
+            "state_dict": {k: v.detach().cpu() for k, v in weights.items()}}
+
+
+def load_model(source) -> nn.Module:
+    """The network of a model.pt (a path or a file object), weights loaded, in eval mode."""
+    saved = torch.load(source, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
+        raise ValueError(f"not a zoolab model file (expected format {MODEL_FORMAT!r})")
+    model = build_layers(saved["layers"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
 def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 

@@ -13,6 +13,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.augment import augment_batch
 from trainer.config import RunConfig, resolve
 from trainer.data import Dataset, normalizer
 from trainer.datasets import DATASETS
+from trainer.loader import Batches
 from trainer.nets import build_model, is_convnet
 
 EVAL_BATCH = 2000
@@ -128,20 +129,47 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalize, chan
     return Evaluation(loss_sum.item() / len(x), (predictions == y).float().mean().item(), predictions)
 
 
-def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.device,
-          resume: dict | None = None, should_stop=lambda: False, progress_seconds: float = 2.0) -> Evaluation:
-    """Train `config` on `data`; returns the final evaluation on the test set."""
-    torch.manual_seed(config.seed)
-    train_x, train_y = data.train_x, data.train_y
-    if config.train_subset:
-        train_x, train_y = train_x[:config.train_subset], train_y[:config.train_subset]
-    test_x, test_y = data.test_x, data.test_y
-    if config.test_subset:
-        test_x, test_y = test_x[:config.test_subset], test_y[:config.test_subset]
-    n, batch_size = len(train_x), config.batch_size
-    # A last batch of one image would break BatchNorm's training statistics.
-    steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
+@dataclass
+class Setup:
+    """A run ready to train: its state (what a checkpoint holds), its batch source, its test
+    set, and how the model is laid out and cast on this device. `forward` is the model as
+    called in a step (a torch.compile'd model where a benchmark wants one)."""
+    config: RunConfig
+    state: TrainState
+    batches: Batches
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    normalize: Callable
+    channels_last: bool
+    autocast: bool
+    forward: Callable
 
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns the outputs and the loss (still on the device)."""
+        device_type = inputs.device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.forward(inputs)
+            loss = F.cross_entropy(out.float(), labels)
+        optimizer = self.state.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_value_(self.state.model.parameters(), self.config.grad_clip)
+        optimizer.step()
+        if self.config.scheduler == "onecycle":
+            self.state.scheduler.step()
+        return out, loss
+
+    def evaluate(self) -> Evaluation:
+        return evaluate(self.state.model, self.test_x, self.test_y, self.normalize, self.channels_last,
+                        self.autocast)
+
+
+def prepare(config: RunConfig, data: Dataset, device: torch.device) -> Setup:
+    """The network, optimiser, scheduler and batch source of `config`, seeded by it."""
+    torch.manual_seed(config.seed)
+    train_x, train_y = data.train_x[:config.train_subset], data.train_y[:config.train_subset]
+    test_x, test_y = data.test_x[:config.test_subset], data.test_y[:config.test_subset]
     model = build_model(config.model).to(device)
     # channels_last helps convnets on CPU too (mkldnn convolutions and max-pooling are
     # faster in NHWC); bf16 autocast only on CUDA.
@@ -149,64 +177,57 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
     autocast = channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    normalize = normalizer(config.normalize, DATASETS[data.name].channels, device)
+    generator = torch.Generator(device).manual_seed(config.seed)
+    batches = Batches(train_x, train_y, config.batch_size, generator, normalize, channels_last)
     optimizer = make_optimizer(config, model.parameters())
-    scheduler = make_scheduler(config, optimizer, steps_per_epoch)
-    state = TrainState(model, optimizer, scheduler, torch.Generator(device).manual_seed(config.seed))
+    scheduler = make_scheduler(config, optimizer, len(batches))
+    return Setup(config, TrainState(model, optimizer, scheduler, generator), batches, test_x, test_y,
+                 normalize, channels_last, autocast, forward=model)
+
+
+def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.device,
+          resume: dict | None = None, should_stop=lambda: False, progress_seconds: float = 2.0) -> Evaluation:
+    """Train `config` on `data`; returns the final evaluation on the test set."""
+    setup = prepare(config, data, device)
+    state, batches = setup.state, setup.batches
     if resume:
         state.load_state_dict(resume)
-    normalize = normalizer(config.normalize, DATASETS[data.name].channels, device)
-
+    steps = len(batches)
     final = None
     report_after = min(progress_seconds, FIRST_PROGRESS_SECONDS)
     for epoch in range(state.epoch + 1, config.epochs + 1):
-        model.train()
-        augment = config.augment if epoch >= config.augment_from_epoch else "none"
-        lr = optimizer.param_groups[0]["lr"]
+        state.model.train()
+        batches.augment = config.augment if epoch >= config.augment_from_epoch else "none"
+        lr = state.optimizer.param_groups[0]["lr"]
         started = last_report = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        order = torch.randperm(n, generator=state.generator, device=device)
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            # index_select: the same rows as train_x[idx], several times faster on CPU
-            xb = normalize(augment_batch(augment, train_x.index_select(0, idx), state.generator))
-            yb = train_y.index_select(0, idx)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = model(xb)
-                loss = F.cross_entropy(out.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_value_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if config.scheduler == "onecycle":
-                scheduler.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (out.argmax(1) == yb).sum()
-            seen += len(idx)
+        for step, (inputs, labels) in enumerate(batches):
+            out, loss = setup.step(inputs, labels)
+            loss_sum += loss.detach() * len(labels)
+            correct += (out.argmax(1) == labels).sum()
+            seen += len(labels)
             if should_stop():
                 raise Stopped()
             now = time.perf_counter()
-            if now - last_report >= report_after and step + 1 < steps_per_epoch:
+            if now - last_report >= report_after and step + 1 < steps:
                 last_report, report_after = now, progress_seconds
                 train_loss = loss_sum.item() / seen  # sync point, every few seconds only
                 if not math.isfinite(train_loss):
                     raise Diverged(f"loss became NaN at epoch {epoch}")
-                fraction = (step + 1) / steps_per_epoch
+                fraction = (step + 1) / steps
                 elapsed = now - started
-                remaining_epochs = config.epochs - epoch
-                eta = elapsed / fraction * (1 - fraction) + elapsed / fraction * remaining_epochs
+                eta = elapsed / fraction * (1 - fraction) + elapsed / fraction * (config.epochs - epoch)
                 reporter.progress(epoch - 1 + fraction, fraction, train_loss, correct.item() / seen, eta)
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         if not math.isfinite(train_loss):
             raise Diverged(f"loss became NaN at epoch {epoch}")
         train_seconds = time.perf_counter() - started
-        final = evaluate(model, test_x, test_y, normalize, channels_last, autocast)
-        if scheduler is not None and config.scheduler != "onecycle":
-            scheduler.step()
+        final = setup.evaluate()
+        if state.scheduler is not None and config.scheduler != "onecycle":
+            state.scheduler.step()
         epoch_seconds = time.perf_counter() - started
         state.epoch = epoch
         reporter.epoch(epoch, {
@@ -216,7 +237,7 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
             "peak_memory_bytes": float(peak_memory_bytes(device)),
         }, state)
     if final is None:  # resumed after the last epoch: nothing left to train
-        final = evaluate(model, test_x, test_y, normalize, channels_last, autocast)
+        final = setup.evaluate()
     return final
 
 

@@ -4,12 +4,11 @@ events; cancel, retry, delete. Routes fetch, 404, change, commit, return."""
 import asyncio
 import csv
 import io
-import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -18,12 +17,13 @@ from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
 from app import queue
+from app.artifacts import RunFiles
 from app.auth import Authorized
-from app.config import get_settings
 from app.db import SessionDep, WriteSessionDep, get_engine
 from app.events import fetch, last_event_id
 from app.models import Metric, Progress, Run, Status
 from app.schemas import ArtifactsRead, EpochRead, MetricsRead, ProgressRead, RunPage, RunRead
+from app.settings import get_settings
 from trainer.config import DATASETS, RunRequest, UnknownModel, resolve
 from trainer.zoo import PRESETS
 
@@ -42,9 +42,8 @@ def _get_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def _run_dir(run_id: int) -> Path:
-    # Built from the integer id only: no path from a request ever reaches the file system.
-    return Path(get_settings().artifact_dir) / str(int(run_id))
+def _files(run_id: int) -> RunFiles:
+    return RunFiles(get_settings().artifact_dir, run_id)
 
 
 def _filtered(query, status_: str | None, dataset: str | None, model: str | None, q: str | None):
@@ -156,17 +155,17 @@ def export_metrics(run_id: RunId, session: SessionDep) -> Response:
 @router.get("/runs/{run_id}/artifacts", response_model=ArtifactsRead)
 def read_artifacts(run_id: RunId, session: SessionDep) -> ArtifactsRead:
     run = _get_run(session, run_id)
-    path = _run_dir(run.id) / "artifacts.json"
-    if not run.has_artifacts or not path.exists():
+    files = _files(run.id)
+    if not run.has_artifacts or not files.artifacts.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no artifacts (status {run.status})")
-    return ArtifactsRead.model_validate(json.loads(path.read_text()))
+    return ArtifactsRead.model_validate(files.read_json())
 
 
 @router.get("/runs/{run_id}/misclassified/{k}.png", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}}}})
 def misclassified_image(run_id: RunId, k: ImageIndex, session: SessionDep) -> FileResponse:
     run = _get_run(session, run_id)
-    path = _run_dir(run.id) / f"misclassified-{int(k)}.png"
+    path = _files(run.id).misclassified(k)
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no misclassified image {k}")
     return FileResponse(path, media_type="image/png")
@@ -176,7 +175,7 @@ def misclassified_image(run_id: RunId, k: ImageIndex, session: SessionDep) -> Fi
             responses={200: {"content": {"application/octet-stream": {}}}})
 def download_checkpoint(run_id: RunId, session: SessionDep) -> FileResponse:
     run = _get_run(session, run_id)
-    path = _run_dir(run.id) / "model.pt"
+    path = _files(run.id).model
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no checkpoint yet")
     return FileResponse(path, media_type="application/octet-stream", filename=f"run-{run.id}.pt")
@@ -204,14 +203,10 @@ def retry_run(run_id: RunId, session: WriteSessionDep) -> RunRead:
 
 @router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Authorized])
 def delete_run(run_id: RunId, session: WriteSessionDep) -> Response:
-    run = _get_run(session, run_id)
+    _get_run(session, run_id)
     if not queue.remove(session, run_id):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is running; cancel it first")
-    folder = _run_dir(run_id)
-    if folder.is_dir():
-        for f in folder.iterdir():
-            f.unlink(missing_ok=True)
-        folder.rmdir()
+    _files(run_id).delete()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

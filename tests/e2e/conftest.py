@@ -1,5 +1,5 @@
-"""End-to-end fixtures: the real server with its supervised worker (`python -m app.cli serve`)
-on a temporary database, and Debian's headless Chromium driven by Playwright.
+"""End-to-end fixtures: the real server with its supervised worker (tests/stack.py) on a
+temporary database, and Debian's headless Chromium driven by Playwright.
 
     .venv/bin/python -m pytest tests/e2e -q -x
 
@@ -11,24 +11,23 @@ from contextlib import contextmanager
 
 import pytest
 
-from zoolab_e2e import CHROMIUM, CHROMIUM_ARGS, QUICK, TOKEN, TOKEN_KEY, start_server, stop_server
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, QUICK, SERVER_ENV, TOKEN, TOKEN_KEY
+from tests.stack import Stack
 
 
 # Package scope: the browser (and Playwright's event loop) is gone before other tests run.
 @pytest.fixture(scope="package")
 def server(tmp_path_factory):
     """The real server and its supervised worker."""
-    s = start_server(tmp_path_factory.mktemp("zoolab-e2e"))
-    yield s
-    stop_server(s)
+    with Stack(tmp_path_factory.mktemp("zoolab-e2e"), token=TOKEN, env=SERVER_ENV) as s:
+        yield s
 
 
 @pytest.fixture(scope="package")
 def idle_server(tmp_path_factory):
     """A server without any worker: runs stay queued."""
-    s = start_server(tmp_path_factory.mktemp("zoolab-e2e-idle"), "--no-worker")
-    yield s
-    stop_server(s)
+    with Stack(tmp_path_factory.mktemp("zoolab-e2e-idle"), token=TOKEN, env=SERVER_ENV, worker=False) as s:
+        yield s
 
 
 @pytest.fixture(scope="package")
@@ -36,7 +35,7 @@ def finished_runs(server):
     """Three small finished MNIST runs of different sizes, for compare, detail and URL tests."""
     runs = [server.post("/runs", {"model": model, "name": f"e2e {model}", **QUICK})
             for model in ("mnist-logreg", "mnist-2fc-relu-55k", "mnist-3fc-2bn-51k")]
-    return server.wait_for([r["id"] for r in runs])
+    return server.wait_runs([r["id"] for r in runs])
 
 
 @pytest.fixture(scope="package")

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from zoolab_e2e import QUICK, REPO, TOKEN, TOKEN_KEY, screenshot
+from tests.e2e.browser import QUICK, TOKEN, TOKEN_KEY, screenshot
+from tests.stack import REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,218 @@
+"""The worker process: claims queued runs from the database, trains them with the trainer
+library, writes every epoch back and heartbeats while it works. It never serves HTTP; the
+database is its only channel to the server. The one module of app/ that imports torch.
+
+    zoolab worker [--name NAME] [--until-empty]      # or: python -m app.worker
+
+Checkpoints: after each epoch `ckpt-<epoch>.pt` is written (app/artifacts.py) before the
+epoch's metrics are committed, so a run taken over after a crash resumes from its last
+committed epoch, with no epoch lost or written twice."""
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+import torch
+import torchvision
+from PIL import Image
+from sqlmodel import Session
+
+from app import queue
+from app.artifacts import RunFiles
+from app.db import make_engine
+from app.models import Run, Status
+from app.settings import Settings, get_settings
+from trainer.config import RunConfig
+from trainer.data import Dataset, DatasetError, load
+from trainer.nets import model_file
+from trainer.report import classification_report
+from trainer.train import Diverged, Evaluation, Stopped, TrainState, default_threads, pick_device, train
+from trainer.zoo import get_preset
+
+log = logging.getLogger("zoolab.worker")
+MISCLASSIFIED_KEPT = 48
+POLL_SECONDS = 0.5
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    # CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError (ENOMEM).
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
+
+
+def _save(files: RunFiles, path, obj) -> None:
+    files.write(path, lambda f: torch.save(obj, f))
+
+
+def _model_file(config: RunConfig, weights: dict) -> dict:
+    return model_file(config.model_dump(), get_preset(config.model).layers, weights)
+
+
+class Heartbeat(threading.Thread):
+    """Beats every few seconds; sets `stop` when the run is cancelled or taken from us."""
+
+    def __init__(self, lease: queue.Lease, every: float):
+        super().__init__(daemon=True, name=f"heartbeat-{lease.run_id}")
+        self.lease, self.every = lease, every
+        self.stop = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                if self.lease.heartbeat():
+                    self.stop.set()
+            except Exception:  # a busy database must not kill the beat; the next one retries
+                log.exception("heartbeat failed")
+
+
+class Worker:
+    """The worker process (its row in the database is app.models.WorkerRecord)."""
+
+    def __init__(self, settings: Settings | None = None, name: str | None = None):
+        self.settings = settings or get_settings()
+        self.engine = make_engine(self.settings.database_url)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.device = pick_device(self.settings.device)
+        self.shutting_down = threading.Event()
+        torch.set_num_threads(self.settings.threads or default_threads())
+
+    def serve(self, until_empty: bool = False) -> int:
+        """Claim and train runs until stopped (or until the queue is empty). Returns runs done."""
+        queue.register_worker(self.engine, self.name, str(self.device))
+        done = 0
+        try:
+            while not self.shutting_down.is_set():
+                queue.reap_stale(self.engine, self.settings.stale_seconds, self.settings.max_attempts)
+                lease = queue.claim(self.engine, self.name)
+                if lease is None:
+                    if until_empty:
+                        break
+                    queue.worker_idle(self.engine, self.name)
+                    self.shutting_down.wait(POLL_SECONDS)
+                    continue
+                self.execute(lease)
+                done += 1
+        finally:
+            queue.worker_stopped(self.engine, self.name)
+        return done
+
+    def _versions(self) -> dict:
+        versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                    "threads": torch.get_num_threads()}
+        if self.device.type == "cuda":
+            versions["cuda"] = torch.version.cuda
+        return versions
+
+    def _device_name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"cpu ({os.cpu_count()} cores)"
+
+    def execute(self, lease: queue.Lease) -> None:
+        run_id = lease.run_id
+        with Session(self.engine) as s:
+            run = s.get(Run, run_id)
+            config = RunConfig(**run.config)
+            epochs_done, seconds_before = run.epochs_done, run.total_seconds
+        log.info("run %s: %s for %s epochs (from epoch %s)", run_id, config.model, config.epochs, epochs_done + 1)
+        beat = Heartbeat(lease, self.settings.heartbeat_seconds)
+        beat.start()
+        files = RunFiles(self.settings.artifact_dir, run_id)
+        files.remove_partial()  # what a killed worker was writing
+        try:
+            resume = None
+            if epochs_done and files.checkpoint(epochs_done).exists():
+                resume = torch.load(files.checkpoint(epochs_done), map_location=self.device, weights_only=False)
+            else:
+                epochs_done, seconds_before = 0, 0.0
+            lease.start(self._device_name(), self._versions(), epochs_done)
+            data = load(config.dataset, self.settings.data_dir, self.device, self.settings.download)
+            reporter = _DatabaseReporter(lease, files, config, seconds_before)
+            result = train(config, data, reporter, self.device, resume=resume,
+                           should_stop=lambda: beat.stop.is_set() or self.shutting_down.is_set(),
+                           progress_seconds=self.settings.progress_seconds)
+            # Resumed after its last epoch (the worker died between that epoch's commit and its
+            # model.pt): the checkpoint holds the final weights.
+            weights = reporter.state.model.state_dict() if reporter.state else resume["model"]
+            self._write_artifacts(files, data, config, result, weights)
+            lease.end(Status.FINISHED, has_artifacts=True)
+            files.keep_only_checkpoint(None)
+        except Stopped:
+            if self.shutting_down.is_set():
+                lease.release("worker shut down")
+            else:
+                lease.end(Status.CANCELLED)
+        except queue.LostRun:
+            log.warning("run %s is no longer ours (cancelled, deleted or taken over)", run_id)
+        except (Diverged, DatasetError) as e:
+            lease.end(Status.FAILED, error=str(e))
+        except Exception as e:
+            if _out_of_memory(e):
+                log.warning("run %s: out of memory (batch size %s)", run_id, config.batch_size)
+                lease.end(Status.FAILED, error=f"out of memory on {self.device} with batch size "
+                                               f"{config.batch_size}: lower batch_size ({str(e).splitlines()[0]})")
+                return
+            log.exception("run %s failed", run_id)
+            lease.end(Status.FAILED, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        finally:
+            beat.done.set()
+            beat.join()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _write_artifacts(self, files: RunFiles, data: Dataset, config: RunConfig, result: Evaluation,
+                         weights: dict) -> None:
+        test_y = data.test_y[:config.test_subset]
+        report = classification_report(result.predictions, test_y, data.classes, keep=MISCLASSIFIED_KEPT)
+        wrong = [m["index"] for m in report["misclassified"]]
+        images = data.test_x[wrong].cpu()
+        for k in range(len(wrong)):
+            array = images[k].permute(1, 2, 0).squeeze(-1).numpy()
+            files.write(files.misclassified(k), lambda f, a=array: Image.fromarray(a).save(f, format="PNG"))
+        files.write_json(files.artifacts, report)
+        _save(files, files.model, _model_file(config, weights))
+
+
+class _DatabaseReporter:
+    """The trainer's reporter: checkpoint, then commit, each epoch; progress points between."""
+
+    def __init__(self, lease: queue.Lease, files: RunFiles, config: RunConfig, seconds_before: float):
+        self.lease, self.files, self.config = lease, files, config
+        self.started = time.perf_counter() - seconds_before
+        self.state: TrainState | None = None
+
+    def _wall(self) -> float:
+        return time.perf_counter() - self.started
+
+    def epoch(self, epoch: int, metrics: dict, state: TrainState) -> None:
+        self.state = state
+        _save(self.files, self.files.checkpoint(epoch), state.state_dict())
+        self.lease.record_epoch(epoch, metrics, self._wall(), has_checkpoint=True)
+        _save(self.files, self.files.model, _model_file(self.config, state.model.state_dict()))
+        self.files.keep_only_checkpoint(epoch)
+
+    def progress(self, epoch: float, fraction: float, train_loss: float, train_acc: float,
+                 eta_seconds: float | None) -> None:
+        self.lease.record_progress(epoch, fraction, train_loss, train_acc, self._wall(), eta_seconds)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    worker = Worker(name=args.name)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.shutting_down.set())
+    log.info("worker %s on %s, database %s", worker.name, worker.device, worker.settings.database_url)
+    worker.serve(until_empty=args.until_empty)
+    return 0
+
+
+if __name__ == "__main__":
+    from app.cli import main
+    raise SystemExit(main(["worker", *sys.argv[1:]]))

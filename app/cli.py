@@ -2,6 +2,7 @@
 
     zoolab serve [--host H] [--port P] [--token T] [--no-worker]   server + a supervised local worker
     zoolab worker [--name N] [--until-empty]                       a worker alone, on the same database
+    zoolab db upgrade | current | revision -m MSG                  the database schema (app/migrate.py)
 """
 
 import argparse
@@ -56,6 +57,25 @@ def _worker(args) -> int:
     return worker.run(args)
 
 
+def _db(args) -> int:
+    from app import migrate
+    from app.db import make_engine
+    from app.settings import get_settings
+
+    engine = make_engine(get_settings().database_url)
+    where = engine.url.render_as_string(hide_password=True)
+    if args.action == "upgrade":
+        was = migrate.upgrade(engine)
+        print(f"{where}: at revision {migrate.head()} (was {was or 'new'})")
+    elif args.action == "current":
+        print(f"{where}: revision {migrate.current(engine) or 'none'}; this zoolab's: {migrate.head()}")
+    else:
+        if not args.message:
+            raise SystemExit("zoolab db revision needs -m MESSAGE")
+        migrate.revision(engine, args.message)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="zoolab", description="Launch, watch and compare training runs of a model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -69,8 +89,18 @@ def main(argv=None) -> int:
     worker.add_argument("--name", help="worker name shown in GET /workers (default host-pid)")
     worker.add_argument("--until-empty", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(func=_worker)
+    db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, or (developers) "
+                                   "write a new migration")
+    db.add_argument("action", choices=("upgrade", "current", "revision"))
+    db.add_argument("-m", "--message", help="what the new revision changes (for `revision`)")
+    db.set_defaults(func=_db)
     args = p.parse_args(argv)
-    return args.func(args)
+    from app.migrate import SchemaError
+    try:
+        return args.func(args)
+    except SchemaError as e:
+        print(f"zoolab: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The database: engine, sessions and schema creation.
+"""The database: engines and sessions (the schema is app/migrate.py's).
 
 SQLite (the default, `runs.db`) runs in WAL mode with a busy timeout so the server
 reads while a worker writes; PostgreSQL works through the same code."""
@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
-from app import models  # noqa: F401  (registers the tables)
+from app.migrate import upgrade
 from app.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -48,13 +48,15 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
     return engine
 
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    """The server's engine, on a database brought to this version's schema (app/migrate.py)."""
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    return engine
 
 
 def writer(engine: Engine) -> Engine:

@@ -26,6 +26,7 @@ from sqlmodel import Session
 from app import queue
 from app.artifacts import RunFiles
 from app.db import make_engine
+from app.migrate import require_current
 from app.models import Run, Status
 from app.settings import Settings, get_settings
 from trainer.config import RunConfig
@@ -78,6 +79,7 @@ class Worker:
     def __init__(self, settings: Settings | None = None, name: str | None = None):
         self.settings = settings or get_settings()
         self.engine = make_engine(self.settings.database_url)
+        require_current(self.engine)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.device = pick_device(self.settings.device)
         self.shutting_down = threading.Event()

@@ -36,11 +36,13 @@ KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds
 
 def build_database(url: str, runs: int, epochs: int) -> None:
     from app.db import make_engine
+    from app.migrate import upgrade
     from app.models import Event, Metric, Progress, Run, Status, utcnow
     from trainer.config import resolve
     from trainer.zoo import PRESETS
 
     engine = make_engine(url)
+    upgrade(engine)
     rng = random.Random(0)
     presets = list(PRESETS.values())
     now = utcnow()

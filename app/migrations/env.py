@@ -1,0 +1,19 @@
+"""Alembic's environment for zoolab. Migrations always run on a connection handed over by
+app/migrate.py (which holds the database's write lock while they run); the command line is
+`zoolab db upgrade | current | revision`."""
+
+from alembic import context
+from sqlmodel import SQLModel
+
+from app import models  # noqa: F401  (registers the tables in SQLModel.metadata)
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=SQLModel.metadata,
+    # SQLite alters a table by copying it: "batch" mode does that for every operation there.
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,125 @@
+"""Upgrades keep every run: a runs.db made by zoolab's first release (tests/fixtures/, made by
+make-runs-v0.1.0.sh with main at 08fd569) is upgraded by a real server at start with nothing
+lost, its queued runs still train; the migrations build exactly the models' schema; a
+database newer than the code is refused and left byte for byte as it was.
+
+    .venv/bin/python -m pytest tests/test_migrations.py -q
+"""
+
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from app import migrate
+from app.db import make_engine
+from tests.stack import REPO, Stack
+
+FIXTURE = REPO / "tests" / "fixtures" / "runs-v0.1.0.db"
+TABLES = ("run", "metric", "progress", "event", "worker")
+
+
+def _rows(db: Path) -> dict[str, list[dict]]:
+    """Every row of the first release's tables, by table, with the first release's columns only."""
+    with sqlite3.connect(FIXTURE) as old:
+        columns = {t: [r[1] for r in old.execute(f"PRAGMA table_info({t})")] for t in TABLES}
+    quoted = {t: ", ".join(f'"{c}"' for c in names) for t, names in columns.items()}
+    with sqlite3.connect(db) as con:
+        return {t: [dict(zip(columns[t], row)) for row in con.execute(f"SELECT {quoted[t]} FROM {t} ORDER BY 1")]
+                for t in TABLES}
+
+
+def _copy_fixture(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(FIXTURE, folder / "runs.db"))
+
+
+def _schema_diff(url: str) -> list:
+    with make_engine(url).connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}),
+                                SQLModel.metadata)
+
+
+def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path):
+    before = _rows(FIXTURE)
+    assert {r["status"] for r in before["run"]} == {"finished", "failed", "cancelled", "queued"}
+    assert before["metric"] and before["progress"] and before["event"]
+    db = _copy_fixture(tmp_path)
+    with Stack(tmp_path, worker=False) as stack:  # the server upgrades the database at start
+        assert stack.query("SELECT version_num FROM alembic_version") == [(migrate.head(),)]
+        after = _rows(db)
+        for table in TABLES:
+            assert after[table][:len(before[table])] == before[table], table
+        runs = stack.get("/runs", params={"sort": "id", "order": "asc"}).json()["items"]
+        assert [(r["id"], r["name"], r["status"]) for r in runs] == [
+            (r["id"], r["name"], r["status"]) for r in before["run"]]
+        metrics = stack.get("/runs/1/metrics").json()
+        assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+        assert metrics["epochs"][-1]["test_acc"] == pytest.approx(runs[0]["final_test_acc"])
+        # The queued runs of the old database are trained by the new worker.
+        queued = [r["id"] for r in runs if r["status"] == "queued"]
+        assert len(queued) == 2
+        stack.spawn_worker("w-upgraded")
+        for run_id in queued:
+            assert stack.wait_run(run_id, "finished", timeout=300)["epochs_done"] >= 1
+        assert stack.integrity_check() == "ok"
+        assert stack.query("PRAGMA foreign_key_check") == []
+    assert _schema_diff(f"sqlite:///{db}") == []
+
+
+def test_migrations_build_exactly_the_models_schema(tmp_path):
+    """From an empty database, the revisions alone give the schema the code declares — so a
+    schema change without its migration fails here."""
+    url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    with make_engine(url).begin() as connection:
+        command.upgrade(migrate._config(connection), "head")
+    assert _schema_diff(url) == []
+
+
+def _zoolab(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {"ZOOLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'runs.db'}", "PATH": "/usr/bin:/bin",
+           "ZOOLAB_ARTIFACT_DIR": str(tmp_path / "artifacts"), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", *args], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_database_newer_than_the_code_is_refused_and_left_unchanged(tmp_path):
+    db = _copy_fixture(tmp_path)
+    assert _zoolab(tmp_path, "app.cli", "db", "upgrade").returncode == 0
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    con.close()  # the last connection checkpoints the WAL into the file
+    digest = _digest(db)
+    for command_line in (("app.cli", "serve", "--no-worker", "--port", "1"), ("app.cli", "worker"),
+                         ("app.cli", "db", "upgrade")):
+        done = _zoolab(tmp_path, *command_line)
+        assert done.returncode == 2, (command_line, done.stdout, done.stderr)
+        assert "'9999_from_the_future', written by a newer zoolab" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert _digest(db) == digest
+
+
+def test_a_worker_does_not_upgrade_a_database_a_server_relies_on(tmp_path):
+    db = _copy_fixture(tmp_path)
+    done = _zoolab(tmp_path, "app.cli", "worker", "--until-empty")
+    assert done.returncode == 2
+    assert "zoolab db upgrade" in done.stderr and "v0.1.0" in done.stderr, done.stderr
+    assert _rows(db) == _rows(FIXTURE)  # (the file itself differs: SQLite switched it to WAL)
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT name FROM sqlite_master WHERE name = 'alembic_version'").fetchall() == []
+    assert _zoolab(tmp_path, "app.cli", "db", "upgrade").returncode == 0
+    current = _zoolab(tmp_path, "app.cli", "db", "current")
+    assert f"revision {migrate.head()}; this zoolab's: {migrate.head()}" in current.stdout

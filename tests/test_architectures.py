@@ -157,11 +157,13 @@ def test_undecodable_bytes_get_json_400(client):
     assert r.status_code == 400 and r.json() == {"detail": "There was an error parsing the body"}
 
 
-def test_the_refused_layer_text_comes_back_escaped(client):
+def test_a_lone_surrogate_comes_back_escaped(client):
     r = client.post(URL, content=b'{"layers": ["\\ud800 1"], "dataset": "mnist"}',
                     headers={"Content-Type": "application/json"})
-    assert r.json()["detail"] == [{"loc": ["body", "layers", 0], "type": "string_unicode", "input": "\\ud800 1",
-                                   "msg": "Input should be a valid string, unable to parse raw data as a unicode string"}]
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{
+        "loc": ["body", "layers", 0], "type": "string_unicode", "input": "\\ud800 1",
+        "msg": "Input should be a valid string, unable to parse raw data as a unicode string"}]
 
 
 def test_the_check_is_documented(client):

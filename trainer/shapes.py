@@ -14,6 +14,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from trainer.datasets import get_dataset
 from trainer.layers import LayerError, LayerSpec, parse_layer
@@ -110,7 +111,7 @@ def _walk(spec: LayerSpec, shape: Shape, refuse) -> tuple[Shape, int, int]:
         padded = f" padded to {h + 2 * pad}×{w + 2 * pad}" if pad else ""
         refuse(f"has a {k}×{k} kernel, larger than its {h}×{w} input{padded}")
     stride = opt.get("stride", 1)
-    out_shape = (n[1] if kind != "maxpool" else channels, _spatial(h, k, pad, stride), _spatial(w, k, pad, stride))
+    out_shape = (channels if kind == "maxpool" else n[1], _spatial(h, k, pad, stride), _spatial(w, k, pad, stride))
     if kind == "maxpool":
         return out_shape, 0, math.prod(out_shape)
     if kind == "conv":
@@ -135,7 +136,7 @@ def check(layers: Sequence[str], dataset: str) -> Table:
     for index, text in enumerate(layers, 1):
         spec = parse_layer(text, index)
 
-        def refuse(message: str):
+        def refuse(message: str) -> NoReturn:
             raise LayerError(index, f"layer {index} {message}", text)
 
         shape, layer_params, elements = _walk(spec, shape, refuse)
@@ -148,9 +149,8 @@ def check(layers: Sequence[str], dataset: str) -> Table:
                    f"the limit is {MAX_ACTIVATION_MIB} MiB")
         rows.append(Row(index, text, spec, shape, layer_params, elements * BYTES_PER_ELEMENT))
     if shape != (data.num_classes,):
-        raise LayerError(len(layers), f"layer {len(layers)} is the last and outputs {describe_shape(shape)}, but {dataset} "
-                         f"has {data.num_classes} classes: the network must end with {data.num_classes} features",
-                         layers[-1])
+        refuse(f"is the last and outputs {describe_shape(shape)}, but {dataset} has {data.num_classes} "
+               f"classes: the network must end with {data.num_classes} features")
     return Table(dataset, data.shape, tuple(rows), params, activation)
 
 

@@ -18,7 +18,8 @@ def _echo(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        return value[:MAX_ECHO]
+        # a lone surrogate (JSON "\ud800") cannot be encoded as UTF-8: it is echoed escaped
+        return value[:MAX_ECHO].encode("utf-8", "backslashreplace").decode()
     return None
 
 

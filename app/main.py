@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import errors, queue
-from app.api import runs, workers, zoo
+from app.api import architectures, runs, workers, zoo
 from app.db import get_engine
 from app.events import Broadcaster
 from app.settings import get_settings
@@ -58,7 +58,7 @@ def create_app() -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     errors.install(app)
-    for module in (runs, zoo, workers):
+    for module in (runs, zoo, workers, architectures):
         app.include_router(module.router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

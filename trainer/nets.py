@@ -1,6 +1,6 @@
-"""Networks of the zoo: the layer language of `trainer.zoo` turned into torch modules.
+"""Networks of the zoo: layers parsed by `trainer.layers` turned into torch modules.
 
-`build_model(id)` is the single entry point for a preset; `build_layers(specs)` builds
+`build_model(id)` is the single entry point for a preset; `build_layers(layers)` builds
 any list of layer strings, so a user's own network is the same kind of data.
 
     python -m trainer.nets cifar-resnet-6.6m     # print the network and its parameter count
@@ -9,12 +9,13 @@ any list of layer strings, so a user's own network is the same kind of data.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.layers import LayerSpec, parse_layers
 from trainer.zoo import get_preset
 
 
@@ -64,74 +65,40 @@ class ResBlock(nn.Module):
         return F.relu(self.layers(x) + x)
 
 
-def _dropout(p: float) -> nn.Module:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-    return nn.Dropout(p)
-
-
-# name -> (positional argument names, keyword names, number type, constructor)
-_LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type, Callable[..., nn.Module]]] = {
-    "flatten": ((), (), int, nn.Flatten),
-    "sigmoid": ((), (), int, nn.Sigmoid),
-    "relu": ((), (), int, nn.ReLU),
-    "linear": (("in", "out"), (), int, nn.Linear),
-    "bn1d": (("channels",), (), int, nn.BatchNorm1d),
-    "bn2d": (("channels",), (), int, nn.BatchNorm2d),
-    "dropout": (("p",), (), float, _dropout),
-    "conv": (("in", "out", "kernel"), ("pad", "stride"), int,
-             lambda i, o, k, pad=0, stride=1: nn.Conv2d(i, o, k, stride=stride, padding=pad)),
-    "convblock": (("in", "out", "kernel"), ("pad",), int,
-                  lambda i, o, k, pad=0: ConvBlock(i, o, k, padding=pad)),
-    "maxpool": (("kernel",), ("stride", "pad"), int,
-                lambda k, stride=None, pad=0: nn.MaxPool2d(k, stride=stride, padding=pad)),
-    "inception": (("in", "b1", "b2_reduce", "b2", "b3_reduce", "b3", "b4"), (), int, Inception),
-    "resblock": (("channels",), (), int, ResBlock),
-}
-
-
-def parse_layer(spec: str) -> nn.Module:
-    words = spec.split()
-    if not words:
-        raise ValueError("empty layer string")
-    name, args = words[0], words[1:]
-    if name not in _LAYERS:
-        raise ValueError(f"layer {spec!r}: unknown layer {name!r}; known: {', '.join(_LAYERS)}")
-    positional, keywords, number, make = _LAYERS[name]
-    usage = " ".join([name, *(a.upper() for a in positional), *(f"[{k}=N]" for k in keywords)])
-
-    def to_number(text: str) -> int | float:
-        try:
-            value = number(text)
-        except ValueError:
-            raise ValueError(f"layer {spec!r}: {text!r} is not a valid {number.__name__}") from None
-        return value
-
-    pos = [a for a in args if "=" not in a]
-    kw = [a.split("=", 1) for a in args if "=" in a]
-    if len(pos) != len(positional):
-        raise ValueError(f"layer {spec!r}: expected {len(positional)} numbers, got {len(pos)}; "
-                         f"usage: {usage}")
-    kwargs: dict[str, int | float] = {}
-    for key, text in kw:
-        if key not in keywords or key in kwargs:
-            raise ValueError(f"layer {spec!r}: unexpected option {key!r}; usage: {usage}")
-        kwargs[key] = to_number(text)
-    values = [to_number(a) for a in pos]
-    if number is int and any(v <= 0 for v in values):
-        raise ValueError(f"layer {spec!r}: sizes must be positive; usage: {usage}")
-    if kwargs.get("pad", 0) < 0 or kwargs.get("stride", 1) <= 0:
-        raise ValueError(f"layer {spec!r}: pad must be >= 0 and stride > 0")
-    try:
-        return make(*values, **kwargs)
-    except (ValueError, RuntimeError) as e:
-        raise ValueError(f"layer {spec!r}: {e}") from e
+def build_layer(spec: LayerSpec) -> nn.Module:
+    """The torch module of one parsed layer. It checks nothing itself (the parser and
+    `trainer.shapes` do): torch's own errors are what tests/test_shapes.py compares against."""
+    n, opt = spec.numbers, spec.options
+    match spec.kind:
+        case "flatten":
+            return nn.Flatten()
+        case "sigmoid":
+            return nn.Sigmoid()
+        case "relu":
+            return nn.ReLU()
+        case "linear":
+            return nn.Linear(*n)
+        case "bn1d":
+            return nn.BatchNorm1d(*n)
+        case "bn2d":
+            return nn.BatchNorm2d(*n)
+        case "dropout":
+            return nn.Dropout(*n)
+        case "conv":
+            return nn.Conv2d(*n, stride=opt["stride"], padding=opt["pad"])
+        case "convblock":
+            return ConvBlock(*n, padding=opt["pad"])
+        case "maxpool":
+            return nn.MaxPool2d(*n, stride=opt["stride"], padding=opt["pad"])
+        case "inception":
+            return Inception(*n)
+        case "resblock":
+            return ResBlock(*n)
+    raise ValueError(f"no torch module for layer kind {spec.kind!r}")
 
 
 def build_layers(layers: Sequence[str]) -> nn.Sequential:
-    if isinstance(layers, str):
-        raise ValueError("layers must be a list of layer strings, not one string")
-    return nn.Sequential(*(parse_layer(spec) for spec in layers))
+    return nn.Sequential(*map(build_layer, parse_layers(layers)))
 
 
 def build_model(model_id: str) -> nn.Module:

@@ -1,23 +1,14 @@
 """The model zoo: every experiment of the user's notes as a named, launchable preset.
 
-Each preset is data: its architecture is a tuple of layer strings (built into a
-network by `trainer.nets.build_model`), together with what the notes recorded and
-the run hyper-parameters a launch starts from. The spec is `shared/zoo.md`; ids,
-layers and parameter counts here follow it exactly, and `tests/test_zoo.py` checks
-every entry against a literal copy of its counts.
+Each preset is data: its architecture is a tuple of layer strings in the language of
+`trainer.layers` (built into a network by `trainer.nets.build_model`), together with
+what the notes recorded and the run hyper-parameters a launch starts from. The spec is
+`shared/zoo.md`; ids, layers and parameter counts here follow it exactly, and
+`tests/test_zoo.py` checks every entry against a literal copy of its counts.
 
 This module never imports torch: the web server imports it to list the zoo.
 
     python -m trainer.zoo          # print the registry as a table
-
-Layer language, one string per layer: a name, positional numbers, optional key=value.
-    flatten | sigmoid | relu
-    linear IN OUT | bn1d C | bn2d C | dropout P
-    conv IN OUT K [pad=P] [stride=S]
-    convblock IN OUT K [pad=P]              Conv2d -> BatchNorm2d -> ReLU
-    maxpool K [stride=S] [pad=P]
-    inception IN B1 B2R B2 B3R B3 B4        GoogLeNet block, out B1+B2+B3+B4 channels
-    resblock C                              relu(x + BN(conv(relu(BN(conv(x))))))
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own real SQLite file and artifact directory, and
-trains on the real datasets of ZOOLAB_DATA_DIR (default ../shared/data), never downloading."""
+trains on the real datasets of the data rule (app/config.py, choose_data_dir: ZOOLAB_DATA_DIR,
+else ./data, else ../shared/data), never downloading."""
 
 import os
 import subprocess
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from app.config import choose_data_dir
+
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("ZOOLAB_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+DATA_DIR = choose_data_dir(os.environ.get("ZOOLAB_DATA_DIR"), REPO)
 os.environ["ZOOLAB_DATA_DIR"] = str(DATA_DIR)
 os.environ["ZOOLAB_DOWNLOAD"] = "false"
 os.environ.pop("ZOOLAB_TOKEN", None)

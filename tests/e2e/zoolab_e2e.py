@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.config import choose_data_dir
+
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("ZOOLAB_CHROMIUM", "/usr/bin/chromium")
@@ -64,7 +66,7 @@ def _free_port() -> int:
 
 
 def start_server(tmp: Path, *extra: str) -> Server:
-    data_dir = os.environ.get("ZOOLAB_DATA_DIR") or str((REPO.parent / "shared" / "data").resolve())
+    data_dir = str(choose_data_dir(os.environ.get("ZOOLAB_DATA_DIR"), REPO))
     port = _free_port()
     env = {**os.environ,
            "ZOOLAB_DATABASE_URL": f"sqlite:///{tmp / 'runs.db'}",

@@ -46,7 +46,7 @@ def check(datasets: list[str] | None = None, settings: Settings | None = None) -
 
 def explain(absent: list[str], settings: Settings) -> str:
     data_dir = settings.data_dir
-    why = ("the download failed (torchvision's messages above)" if settings.download
+    why = ("fetching them failed (torchvision's messages above; is there a network?)" if settings.download
            else "downloads are off (ZOOLAB_DOWNLOAD=false)")
     lines = [f"zoolab: missing dataset{'s' * (len(absent) > 1)} {', '.join(absent)}; {why}.", "",
              f"The data folder is {data_dir}, by the data rule "
@@ -63,8 +63,8 @@ def explain(absent: list[str], settings: Settings) -> str:
         lines += [f"  {name}: " + "; or ".join(
             f"{', '.join(p.missing())}{' (or .gz)' * p.gzip_ok} in {p.folder}" for p in places(name, data_dir))]
     lines += ["", "To provide them, one of:",
-              f"  - with network access, allow downloads (ZOOLAB_DOWNLOAD unset or true): zoolab fetches "
-              f"them once into {data_dir}",
+              f"  - run it again where the network works, with downloads allowed (ZOOLAB_DOWNLOAD unset or "
+              f"true): they are fetched once into {data_dir}",
               f"  - copy the files into {data_dir} as listed above",
               "  - set ZOOLAB_DATA_DIR to a folder that holds them"]
     if "fashion-mnist" in absent:

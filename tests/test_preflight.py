@@ -57,7 +57,7 @@ def assert_one_offline_message(result, data_dir: Path) -> str:
     assert f"in {data_dir / 'MNIST' / 'raw'}" in message
     assert f"in {data_dir / 'cifar-10-batches-bin'}" in message
     assert f"in {data_dir / 'cifar-10-batches-py'}" in message
-    assert "allow downloads (ZOOLAB_DOWNLOAD unset or true)" in message
+    assert "with downloads allowed (ZOOLAB_DOWNLOAD unset or true)" in message
     assert f"copy the files into {data_dir}" in message and "set ZOOLAB_DATA_DIR" in message
     # Fashion-MNIST has a system copy (Debian's package) that may be installed here.
     fashion_installed = find("fashion-mnist", Path("/nonexistent")) is not None

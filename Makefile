@@ -1,10 +1,11 @@
 # zoolab — two commands on a fresh machine:
-#   make run    create .venv, install, start server + worker on runs.db, print the URL
-#   make test   install what the tests need (Chromium for the browser tests), run them all
+#   make run    create .venv, install, check the datasets, start server + worker on runs.db, print the URL
+#   make test   install what the tests need (Chromium for the browser tests), check the datasets, run them all
+# Both look for the datasets by the one data rule (README, Settings); `zoolab data` fetches missing
+# ones, or stops at once saying which files are missing, where it looked and what to do.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA_DIR ?= $(abspath ../shared/data)
 
 .PHONY: run test install install-test system-deps clean
 
@@ -34,10 +35,12 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
 run: install
+	$(BIN)/zoolab data mnist cifar10
 	$(BIN)/zoolab serve
 
 test: install-test
-	ZOOLAB_DATA_DIR=$${ZOOLAB_DATA_DIR:-$(DATA_DIR)} ZOOLAB_DOWNLOAD=false $(BIN)/python -m pytest -q -ra
+	$(BIN)/zoolab data mnist cifar10 fashion-mnist
+	$(BIN)/python -m pytest -q -ra
 
 clean:
 	rm -rf $(VENV) runs.db runs.db-* artifacts test-artifacts

@@ -3,6 +3,7 @@
     zoolab serve [--host H] [--port P] [--token T] [--no-worker]   server + a supervised local worker
     zoolab worker [--name N] [--until-empty]                       a worker alone, on the same database
     zoolab db upgrade | current | revision -m MSG                  the database schema (app/migrate.py)
+    zoolab data [DATASET ...]                                      the datasets present, fetched, or what to do
 """
 
 import argparse
@@ -76,6 +77,18 @@ def _db(args) -> int:
     return 0
 
 
+def _data(args) -> int:
+    from app.preflight import check
+
+    try:
+        ok, report = check(args.datasets)
+    except ValueError as e:
+        print(f"zoolab data: {e}", file=sys.stderr)
+        return 2
+    print(report, file=sys.stdout if ok else sys.stderr, flush=True)
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="zoolab", description="Launch, watch and compare training runs of a model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,6 +107,10 @@ def main(argv=None) -> int:
     db.add_argument("action", choices=("upgrade", "current", "revision"))
     db.add_argument("-m", "--message", help="what the new revision changes (for `revision`)")
     db.set_defaults(func=_db)
+    data = sub.add_parser("data", help="find the datasets a command needs; fetch missing ones (ZOOLAB_DOWNLOAD) "
+                                       "or say what is missing, where it looked and what to do")
+    data.add_argument("datasets", nargs="*", metavar="DATASET", help="default: every dataset")
+    data.set_defaults(func=_data)
     args = p.parse_args(argv)
     from app.migrate import SchemaError
     try:

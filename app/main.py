@@ -1,4 +1,5 @@
-"""The FastAPI application: REST API, live events and the dashboard's static files.
+"""The FastAPI application: REST API, live events, the dashboard's static files and the API
+docs (/docs Swagger UI, /redoc ReDoc), every file served from this machine.
 
     zoolab serve            # server + a supervised local worker (see app/cli.py)
     uvicorn app.main:app    # the server alone"""
@@ -8,10 +9,12 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import fastapi_offline
 import plotly
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import errors, queue
@@ -23,6 +26,10 @@ from app.settings import get_settings
 log = logging.getLogger("zoolab.server")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# Swagger UI and ReDoc as the fastapi-offline package ships them, instead of FastAPI's CDN links.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+# The docs pages may load nothing from another host: ReDoc would fetch its logo from a CDN.
+LOCAL_ONLY = {"Content-Security-Policy": "default-src 'self' 'unsafe-inline' data: blob:"}
 
 
 async def _reap_forever(every: float) -> None:
@@ -53,7 +60,8 @@ async def lifespan(app: FastAPI):
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(title="zoolab", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
-                  description="Launch, watch and compare training runs of a model zoo.")
+                  description="Launch, watch and compare training runs of a model zoo.",
+                  docs_url=None, redoc_url=None)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
@@ -69,6 +77,24 @@ def create_app() -> FastAPI:
     def plotly_js() -> FileResponse:
         return FileResponse(PLOTLY_JS, media_type="text/javascript")
 
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(openapi_url=app.openapi_url, title="zoolab API",
+                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/docs/favicon.png")
+        page.headers.update(LOCAL_ONLY)
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url=app.openapi_url, title="zoolab API",
+                              redoc_js_url="/static/docs/redoc.standalone.js",
+                              redoc_favicon_url="/static/docs/favicon.png", with_google_fonts=False)
+        page.headers.update(LOCAL_ONLY)
+        return page
+
+    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs")
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
 

@@ -4,7 +4,7 @@ environment variables or a `.env` file, with defaults that need no configuration
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,7 +12,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZOOLAB_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///runs.db"
-    data_dir: Path = Path("data")
+    # Unset: the data rule (choose_data_dir) picks the folder.
+    data_dir: Path = Field(None, validate_default=True)
     artifact_dir: Path = Path("artifacts")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -34,6 +35,28 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0)
     device: str = "auto"
     max_body_bytes: int = 64 * 1024
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_rule(cls, value: str | Path | None) -> Path:
+        return choose_data_dir(value)
+
+
+def data_dir_places(base: Path = Path(".")) -> list[Path]:
+    """Where datasets are looked for when ZOOLAB_DATA_DIR is not set, in order: ./data, then a
+    workspace copy ../shared/data beside the checkout."""
+    base = base.resolve()
+    return [base / "data", base.parent / "shared" / "data"]
+
+
+def choose_data_dir(explicit: str | Path | None = None, base: Path = Path(".")) -> Path:
+    """The one data rule of `make run` and `make test` (README, Settings): ZOOLAB_DATA_DIR if
+    set; else ./data when it exists; else ../shared/data when it exists; else ./data, where
+    missing datasets are downloaded."""
+    if explicit:
+        return Path(explicit).resolve()
+    local, workspace = data_dir_places(base)
+    return workspace if workspace.is_dir() and not local.exists() else local
 
 
 @lru_cache

@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own real SQLite file and artifact directory, and
-trains on the real datasets of ZOOLAB_DATA_DIR (default ../shared/data), never downloading."""
+trains on the real datasets of the data rule (app/settings.py, choose_data_dir: ZOOLAB_DATA_DIR,
+else ./data, else ../shared/data), never downloading."""
 
 import os
 import subprocess

@@ -28,8 +28,10 @@ from typing import Any
 
 import httpx
 
+from app.settings import choose_data_dir
+
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = os.environ.get("ZOOLAB_DATA_DIR") or str(REPO.parent / "shared" / "data")
+DATA_DIR = str(choose_data_dir(os.environ.get("ZOOLAB_DATA_DIR"), REPO))
 TERMINAL = ("finished", "failed", "cancelled")
 # A run that trains and evaluates in a second or two.
 QUICK_RUN = {"model": "mnist-logreg", "epochs": 1, "train_subset": 2000, "test_subset": 2000}

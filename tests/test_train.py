@@ -2,9 +2,9 @@
 deterministic and resume exactly, divergence is reported, the big presets learn, the
 inception two-step schedule switches augmentation on when it should, Fashion-MNIST loads.
 
-    ZOOLAB_DATA_DIR=../shared/data .venv/bin/python -m pytest tests/test_train.py -q
+    .venv/bin/python -m pytest tests/test_train.py -q
 
-Data: ZOOLAB_DATA_DIR, else ../shared/data next to the repository (never downloaded).
+Data: the data rule's folder (conftest.py; never downloaded).
 About 50 s on a 2-core CPU (one torch thread; slower while other jobs share the cores).
 """
 
@@ -18,12 +18,13 @@ import torch
 
 import trainer.loader as loader_module
 from trainer.config import resolve
-from trainer.data import DEBIAN_FASHION_DIR, load
+from trainer.data import load
+from trainer.datafiles import DEBIAN_FASHION_DIR, find
 from trainer.datasets import DATASETS
 from trainer.train import Diverged, train
 from trainer.zoo import get_preset
 
-DATA_DIR = Path(os.environ.get("ZOOLAB_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA_DIR = Path(os.environ["ZOOLAB_DATA_DIR"])  # set by conftest.py, by the data rule
 CPU = torch.device("cpu")
 # Metrics that are pure functions of seed + config (not timings or memory).
 EXACT_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
@@ -230,14 +231,7 @@ def test_two_step_schedule_augments_only_from_augment_from_epoch(monkeypatch):
 
 # --- (h) Fashion-MNIST ---
 
-def _fashion_available() -> bool:
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
-    return any(all((d / n).exists() or (d / f"{n}.gz").exists() for n in names)
-               for d in (DATA_DIR / "FashionMNIST" / "raw", DEBIAN_FASHION_DIR))
-
-
-@pytest.mark.skipif(not _fashion_available(),
+@pytest.mark.skipif(find("fashion-mnist", DATA_DIR) is None,
                     reason=f"Fashion-MNIST not installed: neither {DATA_DIR}/FashionMNIST/raw nor "
                            f"{DEBIAN_FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_loads_and_trains():

@@ -3,12 +3,14 @@
 A dataset is loaded once per worker process and kept (on its device) between runs.
 Sources, in order: the files in the data directory in their published layouts
 (torchvision's MNIST/FashionMNIST `raw/` IDX files; CIFAR-10's official binary version,
-or torchvision's python version), Debian's `dataset-fashion-mnist` package, then
-torchvision's download when downloads are allowed.
+or torchvision's python version), Debian's `dataset-fashion-mnist` package (the places are
+listed in trainer/datafiles.py), then torchvision's download when downloads are allowed.
 
-    python -m trainer.data DATA_DIR     # load every dataset found there and print shapes
+    python -m trainer.data DATA_DIR                 # load every dataset found there and print shapes
+    python -m trainer.data DATA_DIR --download mnist cifar10    # fetch missing ones, then load
 """
 
+import argparse
 import gzip
 import sys
 import zlib
@@ -19,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer.datafiles import IDX_FILES, Place, find, places
 from trainer.datasets import DATASETS, NORMALIZATIONS
-
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 class DatasetError(RuntimeError):
@@ -70,19 +71,8 @@ def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-def _find_idx_dir(candidates: list[Path]) -> Path | None:
-    for d in candidates:
-        if all((d / f).exists() or (d / (f + ".gz")).exists() for pair in _IDX.values() for f in pair):
-            return d
-    return None
-
-
-def _idx_split(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = ((d / f) if (d / f).exists() else (d / (f + ".gz")) for f in _IDX[split])
+def _idx_split(place: Place, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = (place.path(f) for f in IDX_FILES[split])
     x, y = _read_idx(images, 3), _read_idx(labels, 1)
     if len(x) != len(y):
         raise DatasetError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
@@ -91,19 +81,19 @@ def _idx_split(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_mnist_like(name: str, data_dir: Path, download: bool):
     folder = DATASETS[name].folder
-    candidates = [data_dir / folder / "raw"] + ([DEBIAN_FASHION_DIR] if name == "fashion-mnist" else [])
-    found = _find_idx_dir(candidates)
+    found = find(name, data_dir)
     if found is None and download:
         from torchvision import datasets
         cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
         for train in (True, False):
             cls(root=str(data_dir), train=train, download=True)
-        found = _find_idx_dir(candidates)
+        found = find(name, data_dir)
     if found is None:
-        wanted = ", ".join(f for pair in _IDX.values() for f in pair)
+        candidates = places(name, data_dir)
+        wanted = ", ".join(candidates[0].files)
         hint = " or `apt-get install dataset-fashion-mnist`" if name == "fashion-mnist" else ""
         raise DatasetError(f"{name} not found: looked for {wanted} (optionally .gz) in "
-                           f"{', '.join(str(c) for c in candidates)}. Set ZOOLAB_DATA_DIR to a folder "
+                           f"{', '.join(str(c.folder) for c in candidates)}. Set ZOOLAB_DATA_DIR to a folder "
                            f"holding {folder}/raw/, or allow downloads (ZOOLAB_DOWNLOAD=true){hint}.")
     return (*_idx_split(found, "train"), *_idx_split(found, "test"))
 
@@ -121,14 +111,13 @@ def _read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_cifar10(data_dir: Path, download: bool):
-    bin_dir = data_dir / DATASETS["cifar10"].folder
-    files = [bin_dir / f"data_batch_{i}.bin" for i in range(1, 6)] + [bin_dir / "test_batch.bin"]
-    if all(f.exists() for f in files):
-        parts = [_read_cifar_bin(f) for f in files]
+    binary, python = places("cifar10", data_dir)
+    if not binary.missing():
+        parts = [_read_cifar_bin(binary.folder / f) for f in binary.files]
         train_x = np.concatenate([p[0] for p in parts[:5]])
         train_y = np.concatenate([p[1] for p in parts[:5]])
         return train_x, train_y, *parts[5]
-    py_dir = data_dir / "cifar-10-batches-py"
+    py_dir = python.folder
     if py_dir.exists() or download:
         from torchvision import datasets
         try:
@@ -137,8 +126,8 @@ def _load_cifar10(data_dir: Path, download: bool):
             raise DatasetError(f"cifar10 in {py_dir} is unusable ({e}); delete it and fetch it again") from e
         return (*(x for s in sets[:1] for x in (s.data.transpose(0, 3, 1, 2), np.asarray(s.targets))),
                 sets[1].data.transpose(0, 3, 1, 2), np.asarray(sets[1].targets))
-    missing = ", ".join(f.name for f in files if not f.exists())
-    raise DatasetError(f"cifar10 not found: missing {missing} in {bin_dir} (the official binary version), "
+    raise DatasetError(f"cifar10 not found: missing {', '.join(binary.missing())} in {binary.folder} "
+                       f"(the official binary version), "
                        f"and no {py_dir} (torchvision's python version). Set ZOOLAB_DATA_DIR to a folder "
                        f"holding one of them, or allow downloads (ZOOLAB_DOWNLOAD=true).")
 
@@ -160,11 +149,22 @@ def load(name: str, data_dir: Path, device: torch.device, download: bool = False
     return _CACHE[key]
 
 
-if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "data")
-    for ds in ("mnist", "fashion-mnist", "cifar10"):
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.data", description="Load datasets and print their shapes.")
+    p.add_argument("data_dir", nargs="?", default="data", type=Path)
+    p.add_argument("datasets", nargs="*", default=list(DATASETS), metavar="DATASET", help=", ".join(DATASETS))
+    p.add_argument("--download", action="store_true", help="fetch missing ones with torchvision first")
+    args = p.parse_intermixed_args(argv)
+    failed = 0
+    for ds in args.datasets:
         try:
-            d = load(ds, root, torch.device("cpu"))
+            d = load(ds, args.data_dir, torch.device("cpu"), args.download)
             print(f"{ds}: train {tuple(d.train_x.shape)} test {tuple(d.test_x.shape)} {d.nbytes / 2**20:.0f} MiB")
-        except DatasetError as e:
+        except (DatasetError, OSError, RuntimeError) as e:  # a failed download: OSError, RuntimeError
             print(f"{ds}: {e}")
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,17 +2,19 @@
 
 Each preset is data: its architecture is a tuple of layer strings in the language of
 `trainer.layers` (built into a network by `trainer.nets.build_model`), together with
-what the notes recorded and the run hyper-parameters a launch starts from. The spec is
-`shared/zoo.md`; ids, layers and parameter counts here follow it exactly, and
+what the notes recorded and the run hyper-parameters a launch starts from. Ids, layers and
+parameter counts follow the notes' table exactly (docs/zoo.md shows them, generated from here), and
 `tests/test_zoo.py` checks every entry against a literal copy of its counts.
 
 This module never imports torch: the web server imports it to list the zoo.
 
-    python -m trainer.zoo          # print the registry as a table
+    python -m trainer.zoo                               # print the registry as a table
+    python -m trainer.zoo --markdown > docs/zoo.md      # the zoo's page in the docs (checked by a test)
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -221,7 +223,44 @@ def describe(p: Preset) -> dict[str, Any]:
     return d
 
 
+_MARKDOWN_HEAD = """\
+# The model zoo
+
+<!-- Generated from trainer/zoo.py by `python -m trainer.zoo --markdown > docs/zoo.md`;
+     tests/test_docs.py fails when this file and the registry differ. -->
+
+Every experiment of the study's notes, in the notes' order, as a preset that `POST /runs`
+launches by its id. Layers are written in the layer language of `trainer/zoo.py`, one
+string per layer. *Params* is the exact count of the network as built; *params (notes)* is
+what the notes wrote, which for the perceptrons leaves out the biases. The notes' accuracy
+is their best test accuracy; their time is wall seconds on a machine they do not describe,
+probably spent mostly in a per-sample data pipeline. A dash: the notes recorded nothing.
+"""
+
+
+def markdown() -> str:
+    """The zoo as docs/zoo.md: one table per dataset."""
+    out = [_MARKDOWN_HEAD]
+    for dataset, title in (("mnist", "MNIST, perceptrons"), ("cifar10", "CIFAR-10, convolutional networks")):
+        spec = get_dataset(dataset)
+        out += [f"## {title} (input {'x'.join(map(str, spec.shape))})", "",
+                "| id | what | layers | params | params (notes) | notes' accuracy | notes' time |",
+                "|---|---|---|---:|---:|---:|---:|"]
+        for p in presets_for(dataset):
+            layers = " · ".join(f"`{layer}`" for layer in p.layers)
+            acc = "—" if p.notes_acc is None else f"{p.notes_acc:.2%}"
+            seconds = "—" if p.notes_seconds is None else f"{p.notes_seconds:,.0f} s"
+            out.append(f"| {p.id} | {p.description} | {layers} | {p.params:,} | {p.notes_params} | {acc} | {seconds} |")
+        out.append("")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    for p in PRESETS.values():
-        acc = "-" if p.notes_acc is None else f"{p.notes_acc:.2%}"
-        print(f"{p.dataset:8} {p.order:2} {p.id:26} {p.params:>10,} {acc:>7}  {p.description}")
+    args = argparse.ArgumentParser(prog="python -m trainer.zoo", description="The model zoo as a table.")
+    args.add_argument("--markdown", action="store_true", help="as docs/zoo.md, one Markdown table per dataset")
+    if args.parse_args().markdown:
+        print(markdown(), end="")
+    else:
+        for p in PRESETS.values():
+            acc = "-" if p.notes_acc is None else f"{p.notes_acc:.2%}"
+            print(f"{p.dataset:8} {p.order:2} {p.id:26} {p.params:>10,} {acc:>7}  {p.description}")

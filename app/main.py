@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import errors, queue
-from app.api import architectures, runs, workers, zoo
+from app.api import architectures, groups, lineage, presets, runs, workers, zoo
 from app.db import get_engine
 from app.events import Broadcaster
 from app.settings import get_settings
@@ -64,9 +64,9 @@ def create_app() -> FastAPI:
                   docs_url=None, redoc_url=None)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     errors.install(app)
-    for module in (runs, zoo, workers, architectures):
+    for module in (runs, groups, lineage, zoo, presets, workers, architectures):
         app.include_router(module.router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

@@ -67,12 +67,34 @@ class RunBase(SQLModel):
     versions: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     has_checkpoint: bool = False
     has_artifacts: bool = False
+    # The run this one was derived from (lineage); NULL once that run is deleted.
+    parent_id: int | None = Field(default=None, foreign_key="run.id", ondelete="SET NULL", index=True)
+    # trainer.config.group_key of the config: runs that differ only in seed share it. Computed
+    # when the run is queued; a migration that changes what a config holds recomputes it.
+    group_key: str = Field(default="", max_length=16, index=True)
 
 
 class Run(RunBase, table=True):
     __table_args__ = (Index("ix_run_status_id", "status", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
+
+
+class UserPreset(SQLModel, table=True):
+    """A network with its defaults, saved by a user: launched by id like the zoo's presets."""
+
+    __tablename__ = "preset"
+
+    id: str = Field(primary_key=True, max_length=100)
+    name: str = Field(max_length=200)
+    dataset: str = Field(max_length=40)
+    layers: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    defaults: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    params: int
+    description: str = Field(default="", max_length=1000)
+    # The run it was saved from, if any (kept as a plain id: the run may be deleted later).
+    from_run_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Metric(SQLModel, table=True):

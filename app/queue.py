@@ -224,13 +224,15 @@ def reap_stale(engine: Engine, stale_seconds: float, max_attempts: int) -> list[
 
 # --- requests from the API (in the request's session) -------------------------------------
 
-def enqueue(session: Session, run: Run) -> Run:
-    session.add(run)
+def enqueue(session: Session, *runs: Run) -> None:
+    """Queue runs in one transaction (a group of seeds is queued whole, or not at all)."""
+    session.add_all(runs)
     session.flush()
-    _event(session, run.id, "status", status=Status.QUEUED)
+    for run in runs:
+        _event(session, run.id, "status", status=Status.QUEUED)
     session.commit()
-    session.refresh(run)
-    return run
+    for run in runs:
+        session.refresh(run)
 
 
 def request_cancel(session: Session, run_id: int) -> bool:

@@ -4,8 +4,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
+from app.lineage import diff, preset_config
 from app.models import Run, RunBase, WorkerBase
-from trainer.zoo import PRESETS
+from trainer.zoo import PRESETS, Preset
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -20,19 +21,30 @@ class RunRead(RunBase):
     queue_position: int | None = None
     notes_acc: float | None = None
     notes_seconds: float | None = None
+    # What differs from the preset it started from ("bn1d 60 after layer 1", "lr 0.001").
+    changes: list[str] = []
 
     @field_serializer("created_at", "started_at", "finished_at", "heartbeat_at")
     def _utc(self, moment: datetime | None) -> str | None:
         return _iso(moment)
 
     @classmethod
-    def of(cls, run: Run, positions: dict[int, int] | None = None) -> "RunRead":
-        preset = PRESETS.get(run.model)
+    def of(cls, run: Run, positions: dict[int, int] | None = None,
+           presets: dict[str, Preset] | None = None) -> "RunRead":
+        preset = (presets or PRESETS).get(run.model)
         read = cls.model_validate(run)
         read.queue_position = (positions or {}).get(run.id)
-        if preset is not None and run.dataset == preset.dataset:
-            read.notes_acc, read.notes_seconds = preset.notes_acc, preset.notes_seconds
+        if preset is not None:
+            changes = diff(preset_config(preset), run.config)
+            read.changes = [c.short for c in changes]
+            if not changes or all(c.key != "layers" and c.key != "dataset" for c in changes):
+                read.notes_acc, read.notes_seconds = preset.notes_acc, preset.notes_seconds
         return read
+
+
+class RunCreated(RunRead):
+    # Every run this request queued (several for a group of seeds), this one first.
+    run_ids: list[int]
 
 
 class RunPage(BaseModel):

@@ -34,7 +34,6 @@ from trainer.data import Dataset, DatasetError, load
 from trainer.nets import model_file
 from trainer.report import classification_report
 from trainer.train import Diverged, Evaluation, Stopped, TrainState, default_threads, pick_device, train
-from trainer.zoo import get_preset
 
 log = logging.getLogger("zoolab.worker")
 MISCLASSIFIED_KEPT = 48
@@ -52,7 +51,7 @@ def _save(files: RunFiles, path, obj) -> None:
 
 
 def _model_file(config: RunConfig, weights: dict) -> dict:
-    return model_file(config.model_dump(), get_preset(config.model).layers, weights)
+    return model_file(config.model_dump(), config.layers, weights)
 
 
 class Heartbeat(threading.Thread):

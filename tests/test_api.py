@@ -57,10 +57,10 @@ def _error_fields(response) -> list[str]:
     ({"name": ""}, "body.name"),
     ({"seed": -1}, "body.seed"),
     ({"augment": "autoaugment"}, "body"),  # CIFAR-10 augmentation on MNIST
-    ({"dataset": "cifar10"}, "body"),  # a 3-channel dataset for an MNIST network
+    ({"dataset": "cifar10"}, "body.layers.1"),  # a 3-channel dataset for an MNIST network: 3072 features
     ({"train_subset": 1}, "body.train_subset"),
     ({"grad_clip": 0}, "body.grad_clip"),
-    ({"model": "mnist-3fc-2bn-51k", "batch_size": 1}, "body"),  # BatchNorm needs 2 images a batch
+    ({"model": "mnist-3fc-2bn-51k", "batch_size": 1}, "body.batch_size"),  # BatchNorm needs 2 images a batch
 ])
 def test_bad_input_is_a_422_naming_the_field_and_stores_nothing(client, body, field):
     r = _create(client, **body)

@@ -1,15 +1,21 @@
 """A run's whole configuration: one typed object, stored as JSON with the run.
 
-Importable without torch (the server validates requests with it). `RunRequest` is what
-`POST /runs` accepts: the same fields, all optional but `model`; `resolve()` fills the
-gaps from the preset's defaults. Unknown keys are an error, never ignored."""
+Importable without torch (the server validates requests with it). A run starts from a preset
+(the zoo's, or one a user saved) and may change anything: hyper-parameters and the network
+itself (`layers`, in the language of trainer/layers.py). `resolve()` fills the gaps from the
+preset and checks the whole: the network against the dataset (trainer/shapes.py), the
+options against the dataset (trainer/datasets.py). Unknown keys are an error, never ignored."""
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from trainer import datasets
-from trainer.zoo import UnknownModel, get_preset
+from trainer.layers import KINDS, LayerError
+from trainer.shapes import MAX_LAYERS, Table, check
+from trainer.zoo import Preset, UnknownModel, get_preset
 
 DATASETS = tuple(datasets.DATASETS)
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -17,14 +23,27 @@ SCHEDULERS = ("none", "exponential", "polynomial", "onecycle")
 AUGMENTS = tuple(datasets.AUGMENTS)
 NORMALIZATIONS = tuple(datasets.NORMALIZATIONS)
 LIMITS = {"epochs": (1, 1000), "batch_size": (1, 65536)}
+MAX_SEEDS = 20  # runs one request may queue as a group of seeds
+
+
+class ConfigError(ValueError):
+    """A refused configuration: `loc` is the field's path in the request (("layers", 2), ("lr",))."""
+
+    def __init__(self, loc: tuple, message: str):
+        self.loc, self.message = loc, message
+        super().__init__(message)
 
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    model: Annotated[str, Field(description="Zoo preset id, e.g. mnist-logreg (GET /zoo)")]
+    model: Annotated[str, Field(min_length=1, max_length=100,
+                                description="The preset the run starts from: a zoo id (GET /zoo) or a saved preset's")]
     name: Annotated[str, Field(min_length=1, max_length=200, description="Label shown in the dashboard")]
     dataset: Annotated[Literal[DATASETS], Field(description="Defaults to the preset's; fashion-mnist fits the MNIST zoo")]
+    layers: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(
+        min_length=1, max_length=MAX_LAYERS * 10,
+        description="The network, one layer string each (POST /architectures/check); defaults to the preset's")]
     epochs: Annotated[int, Field(ge=1, le=1000)]
     batch_size: Annotated[int, Field(ge=1, le=65536)]
     optimizer: Literal[OPTIMIZERS]
@@ -44,26 +63,11 @@ class RunConfig(BaseModel):
     train_subset: Annotated[int | None, Field(ge=2, description="Train on the first N images only (smoke tests)")] = None
     test_subset: Annotated[int | None, Field(ge=1, description="Evaluate on the first N test images only")] = None
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        get_preset(value)  # UnknownModel is a ValueError: pydantic reports it on `model`
-        return value
-
     @model_validator(mode="after")
-    def _consistent(self) -> "RunConfig":
-        preset_shape = datasets.get_dataset(get_preset(self.model).dataset).shape
-        shape = datasets.get_dataset(self.dataset).shape
-        if shape != preset_shape:
-            raise ValueError(f"dataset '{self.dataset}' does not fit model '{self.model}' "
-                             f"({'x'.join(map(str, preset_shape))} input)")
+    def _options_fit_the_dataset(self) -> "RunConfig":
         why = datasets.misfit(self.dataset, normalize=self.normalize, augment=self.augment)
         if why:
             raise ValueError(why)
-        if self.batch_size < 2 and any(layer.startswith(("bn", "convblock", "inception", "resblock"))
-                                       for layer in get_preset(self.model).layers):
-            raise ValueError(f"batch_size 1 cannot train '{self.model}': its BatchNorm layers need "
-                             "at least 2 images per batch")
         return self
 
 
@@ -75,18 +79,49 @@ def _optional(name: str, field) -> tuple[Any, Any]:
 RunRequest = create_model(
     "RunRequest",
     __config__=ConfigDict(extra="forbid", strict=True),
-    model=(Annotated[str, Field(description="Zoo preset id, e.g. mnist-logreg (GET /zoo)")], ...),
+    model=(Annotated[str, Field(max_length=100, description="The preset to start from: a zoo id (GET /zoo) "
+                                                            "or a saved preset's")], ...),
     **{name: _optional(name, f) for name, f in RunConfig.model_fields.items() if name != "model"},
+    parent=(Annotated[int | None, Field(ge=1, le=2**62, description="The run this one is derived from "
+                                                                    "(lineage); its config is not copied")], None),
+    seeds=(Annotated[int | list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None, Field(
+        description=f"Queue one run per seed, as a group: a count (seeds 0..N-1) or a list; at most {MAX_SEEDS}")],
+        None),
 )
-RunRequest.__doc__ = "Body of POST /runs: a preset id and any hyper-parameters to override."
+RunRequest.__doc__ = ("Body of POST /runs: a preset id and anything to change — hyper-parameters, the network "
+                      "(`layers`), the parent run, the seeds.")
 
 
-def resolve(overrides: dict[str, Any]) -> RunConfig:
-    """The preset's defaults, overridden by the request's non-null fields."""
-    preset = get_preset(overrides["model"])
-    merged = {"name": preset.id, "dataset": preset.dataset, "seed": 0, **preset.defaults}
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(**merged)
+def resolve(overrides: dict[str, Any], preset: Preset | None = None) -> RunConfig:
+    """The preset's network and defaults, overridden by the request's non-null fields, checked
+    whole. Raises UnknownModel, pydantic's ValidationError (a field's value) or ConfigError
+    (the network, or a value that does not fit it)."""
+    preset = preset or get_preset(overrides["model"])
+    merged = {"name": preset.id, "dataset": preset.dataset, "seed": 0, "layers": list(preset.layers),
+              **preset.defaults}
+    merged.update({k: v for k, v in overrides.items() if v is not None and k not in ("parent", "seeds")})
+    config = RunConfig(**merged)
+    network(config)
+    return config
 
 
-__all__ = ["RunConfig", "RunRequest", "resolve", "UnknownModel"]
+def network(config: RunConfig) -> Table:
+    """The checked network of a config: its shapes and exact parameter count."""
+    try:
+        table = check(config.layers, config.dataset)
+    except LayerError as e:
+        raise ConfigError(("layers",) if e.index is None else ("layers", e.index - 1), e.message) from None
+    if config.batch_size < 2 and any(KINDS[row.spec.kind].batch_norm for row in table.rows):
+        raise ConfigError(("batch_size",), "batch_size 1 cannot train this network: its BatchNorm layers need "
+                                           "at least 2 images per batch")
+    return table
+
+
+def group_key(config: dict[str, Any]) -> str:
+    """Runs whose whole configuration but the seed (and the name, a label) is the same form a
+    group; this is its key. Stored with the run (app/models.py) when it is queued."""
+    same = {k: v for k, v in config.items() if k not in ("seed", "name")}
+    return hashlib.sha256(json.dumps(same, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+__all__ = ["ConfigError", "RunConfig", "RunRequest", "UnknownModel", "group_key", "network", "resolve"]

@@ -25,7 +25,7 @@ from trainer.config import RunConfig, resolve
 from trainer.data import Dataset, normalizer
 from trainer.datasets import DATASETS
 from trainer.loader import Batches
-from trainer.nets import build_model, is_convnet
+from trainer.nets import build_layers, is_convnet
 
 EVAL_BATCH = 2000
 # Convnets on a CPU evaluate ~2x faster in batches of a few hundred than of 2000 (the
@@ -170,7 +170,7 @@ def prepare(config: RunConfig, data: Dataset, device: torch.device) -> Setup:
     torch.manual_seed(config.seed)
     train_x, train_y = data.train_x[:config.train_subset], data.train_y[:config.train_subset]
     test_x, test_y = data.test_x[:config.test_subset], data.test_y[:config.test_subset]
-    model = build_model(config.model).to(device)
+    model = build_layers(config.layers).to(device)
     # channels_last helps convnets on CPU too (mkldnn convolutions and max-pooling are
     # faster in NHWC); bf16 autocast only on CUDA.
     channels_last = is_convnet(model)

@@ -40,6 +40,7 @@ class Preset:
     notes_acc: float | None      # notes' max test accuracy as a fraction; None if not recorded
     notes_seconds: float | None  # notes' wall time, on an unknown machine
     defaults: dict[str, Any]
+    source: str = "notes"        # "notes": the study's; "user": saved from the dashboard (app/models.py)
 
 
 class UnknownModel(ValueError):

@@ -13,24 +13,33 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
-from app import queue
+from app import presets, queue
 from app.artifacts import RunFiles
 from app.auth import Authorized
 from app.db import SessionDep, WriteSessionDep, get_engine
 from app.events import fetch, last_event_id
+from app.filters import CONFIG_KEYS, SORTABLE, RunFilter, order_by, run_filter
+from app.lineage import diff, label, preset_config
 from app.models import Metric, Progress, Run, Status
-from app.schemas import ArtifactsRead, EpochRead, MetricsRead, ProgressRead, RunPage, RunRead
+from app.schemas import ArtifactsRead, EpochRead, MetricsRead, ProgressRead, RunCreated, RunPage, RunRead
 from app.settings import get_settings
-from trainer.config import DATASETS, RunRequest, UnknownModel, resolve
-from trainer.zoo import PRESETS
+from trainer.config import (
+    DATASETS,
+    MAX_SEEDS,
+    ConfigError,
+    RunConfig,
+    RunRequest,
+    UnknownModel,
+    group_key,
+    network,
+    resolve,
+)
 
 router = APIRouter(tags=["runs"])
 
-SORTABLE = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
-            "epochs_done", "total_seconds", "images_per_second", "created_at")
 RunId = Annotated[int, PathParam(ge=1, le=2**62, description="Run id")]
 ImageIndex = Annotated[int, PathParam(ge=0, le=10_000)]
 
@@ -46,62 +55,93 @@ def _files(run_id: int) -> RunFiles:
     return RunFiles(get_settings().artifact_dir, run_id)
 
 
-def _filtered(query, status_: str | None, dataset: str | None, model: str | None, q: str | None):
-    if status_:
-        query = query.where(Run.status == status_)
-    if dataset:
-        query = query.where(Run.dataset == dataset)
-    if model:
-        query = query.where(Run.model == model)
-    if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Run.name.ilike(pattern, escape="\\"), Run.model.ilike(pattern, escape="\\")))
-    return query
-
-
 StatusFilter = Annotated[Status | None, Query(alias="status")]
 DatasetFilter = Annotated[Literal[DATASETS] | None, Query()]
 # A NUL would end the LIKE pattern early in SQLite and widen the search.
 TextFilter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
+Sort = Annotated[Literal[SORTABLE], Query(description="a column, or config.KEY")]
+Order = Annotated[Literal["asc", "desc"], Query()]
+Filters = Annotated[RunFilter, Depends(run_filter)]
+CONFIG_FILTERS_DOC = ("Filter on the run config too: config.KEY=VALUE, config.KEY=LO..HI (numbers), "
+                      "config.KEY=a,b (text), config.KEY=none; an unknown parameter is a 422")
 
 
-@router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunRead, dependencies=[Authorized])
-def create_run(body: RunRequest, session: WriteSessionDep) -> RunRead:
+def _invalid(loc: tuple, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
+
+
+def _seeds(body: RunRequest) -> list[int | None]:
+    if body.seeds is None:
+        return [None]
+    if body.seed is not None:
+        raise _invalid(("seeds",), "give either seed or seeds, not both")
+    seeds = list(range(body.seeds)) if isinstance(body.seeds, int) else list(body.seeds)
+    if not 1 <= len(seeds) <= MAX_SEEDS:
+        raise _invalid(("seeds",), f"seeds makes {len(seeds)} runs; one request queues 1 to {MAX_SEEDS}")
+    if len(set(seeds)) != len(seeds):
+        raise _invalid(("seeds",), "seeds repeats a seed: each run of a group needs its own")
+    return seeds
+
+
+def _name(config: RunConfig, preset, parent: Run | None) -> str:
+    """A run with no name given is named by its change: against its parent, or its preset."""
+    base = parent.config if parent is not None else preset_config(preset)
+    changes = diff(base, config.model_dump())
+    if not changes:
+        return parent.name if parent is not None else preset.id
+    return f"{config.model} · {label(changes)}"[:200]
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated, dependencies=[Authorized],
+             description="Queue a run: a preset and what to change. With `seeds`, one run per seed (a group).")
+def create_run(body: RunRequest, session: WriteSessionDep) -> RunCreated:
     try:
-        config = resolve(body.model_dump())
+        preset = presets.find(session, body.model)
     except UnknownModel as e:
-        raise RequestValidationError([{"loc": ("body", "model"), "msg": str(e), "type": "value_error"}]) from None
+        raise _invalid(("model",), str(e)) from None
+    parent = None
+    if body.parent is not None and (parent := session.get(Run, body.parent)) is None:
+        raise _invalid(("parent",), f"parent run {body.parent} does not exist")
+    seeds = _seeds(body)
+    request = body.model_dump(exclude={"parent", "seeds"})
+    try:
+        configs = [resolve({**request, "seed": seed}, preset) for seed in seeds]
+        tables = [network(c) for c in configs[:1]]
     except ValidationError as e:
         raise RequestValidationError([{"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
                                       for err in e.errors()]) from None
-    preset = PRESETS[config.model]
-    run = Run(name=config.name, model=config.model, dataset=config.dataset, config=config.model_dump(),
-              params=preset.params, epochs_total=config.epochs)
-    run = queue.enqueue(session, run)
-    return RunRead.of(run, queue.queue_positions(session))
+    except ConfigError as e:
+        raise _invalid(e.loc, e.message) from None
+    name = body.name or _name(configs[0], preset, parent)
+    runs = []
+    for config in configs:
+        config = config.model_copy(update={"name": name})
+        stored = config.model_dump()
+        runs.append(Run(name=name, model=config.model, dataset=config.dataset, config=stored,
+                        params=tables[0].params, epochs_total=config.epochs, parent_id=body.parent,
+                        group_key=group_key(stored)))
+    queue.enqueue(session, *runs)
+    positions = queue.queue_positions(session)
+    return RunCreated(**RunRead.of(runs[0], positions, presets.all_presets(session)).model_dump(),
+                      run_ids=[r.id for r in runs])
 
 
-@router.get("/runs", response_model=RunPage)
-def list_runs(session: SessionDep, status_: StatusFilter = None, dataset: DatasetFilter = None,
-              model: TextFilter = None, q: TextFilter = None,
-              sort: Annotated[Literal[SORTABLE], Query()] = "id",
-              order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+@router.get("/runs", response_model=RunPage, description=CONFIG_FILTERS_DOC)
+def list_runs(session: SessionDep, filters: Filters, status_: StatusFilter = None, dataset: DatasetFilter = None,
+              model: TextFilter = None, q: TextFilter = None, sort: Sort = "id", order: Order = "desc",
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> RunPage:
-    column = getattr(Run, sort)
-    direction = column.asc() if order == "asc" else column.desc()
-    tie = Run.id.asc() if order == "asc" else Run.id.desc()
-    nulls = direction.nulls_last()
-    query = _filtered(select(Run), status_, dataset, model, q).order_by(nulls, tie).limit(limit).offset(offset)
-    total = session.execute(_filtered(select(func.count()).select_from(Run), status_, dataset, model, q)).scalar_one()
+    query = filters.apply(select(Run)).order_by(*order_by(sort, order)).limit(limit).offset(offset)
+    total = session.execute(filters.apply(select(func.count()).select_from(Run))).scalar_one()
     positions = queue.queue_positions(session)
-    items = [RunRead.of(r, positions) for r in session.execute(query).scalars()]
+    known = presets.all_presets(session)
+    items = [RunRead.of(r, positions, known) for r in session.execute(query).scalars()]
     return RunPage(items=items, total=total, limit=limit, offset=offset, last_event_id=last_event_id(session))
 
 
 CSV_COLUMNS = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
                "epochs_done", "epochs_total", "total_seconds", "images_per_second", "created_at",
-               "notes_acc", "notes_seconds")
+               "notes_acc", "notes_seconds", "parent_id", "group_key", "changes")
 
 
 def _csv(rows: list[dict], columns) -> str:
@@ -112,18 +152,27 @@ def _csv(rows: list[dict], columns) -> str:
     return out.getvalue()
 
 
-@router.get("/runs.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def export_runs(session: SessionDep, status_: StatusFilter = None, dataset: DatasetFilter = None,
-                model: TextFilter = None, q: TextFilter = None) -> Response:
-    runs = session.execute(_filtered(select(Run), status_, dataset, model, q).order_by(Run.id)).scalars()
-    rows = [RunRead.of(r).model_dump(mode="json") for r in runs]
-    return Response(_csv(rows, CSV_COLUMNS), media_type="text/csv",
+@router.get("/runs.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}},
+            description="The runs table as CSV, with every config key as a column; the same filters and "
+                        "order as GET /runs. " + CONFIG_FILTERS_DOC)
+def export_runs(session: SessionDep, filters: Filters, status_: StatusFilter = None, dataset: DatasetFilter = None,
+                model: TextFilter = None, q: TextFilter = None, sort: Sort = "id", order: Order = "asc") -> Response:
+    known = presets.all_presets(session)
+    rows = []
+    for run in session.execute(filters.apply(select(Run)).order_by(*order_by(sort, order))).scalars():
+        row = RunRead.of(run, presets=known).model_dump(mode="json")
+        row["changes"] = "; ".join(row["changes"])
+        row.update({f"config.{k}": run.config.get(k) for k in CONFIG_KEYS})
+        row["config.layers"] = " | ".join(run.config.get("layers") or [])
+        rows.append(row)
+    columns = (*CSV_COLUMNS, "config.layers", *(f"config.{k}" for k in CONFIG_KEYS))
+    return Response(_csv(rows, columns), media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="runs.csv"'})
 
 
 @router.get("/runs/{run_id}", response_model=RunRead)
 def read_run(run_id: RunId, session: SessionDep) -> RunRead:
-    return RunRead.of(_get_run(session, run_id), queue.queue_positions(session))
+    return RunRead.of(_get_run(session, run_id), queue.queue_positions(session), presets.all_presets(session))
 
 
 def _epochs(session: Session, run_id: int) -> list[EpochRead]:
@@ -188,7 +237,7 @@ def cancel_run(run_id: RunId, session: WriteSessionDep) -> RunRead:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {run.status}; only queued or "
                             "running runs can be cancelled")
     session.refresh(run)
-    return RunRead.of(run, queue.queue_positions(session))
+    return RunRead.of(run, queue.queue_positions(session), presets.all_presets(session))
 
 
 @router.post("/runs/{run_id}/retry", response_model=RunRead, dependencies=[Authorized])
@@ -198,7 +247,7 @@ def retry_run(run_id: RunId, session: WriteSessionDep) -> RunRead:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is {run.status}; only failed or "
                             "cancelled runs can be retried")
     session.refresh(run)
-    return RunRead.of(run, queue.queue_positions(session))
+    return RunRead.of(run, queue.queue_positions(session), presets.all_presets(session))
 
 
 @router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Authorized])

@@ -1,18 +1,21 @@
-"""/zoo: the presets of the model zoo and the options a run can take."""
+"""/zoo: the presets a run can start from — the notes' (source "notes") and the ones users
+saved (source "user", GET /presets) — and the options a run can take."""
 
 from typing import Any
 
 from fastapi import APIRouter
 
+from app import presets
+from app.db import SessionDep
 from trainer import config
-from trainer.zoo import PRESETS, describe
+from trainer.zoo import describe
 
 router = APIRouter(tags=["zoo"])
 
 
 @router.get("/zoo")
-def list_zoo() -> list[dict[str, Any]]:
-    return [describe(p) for p in PRESETS.values()]
+def list_zoo(session: SessionDep) -> list[dict[str, Any]]:
+    return [describe(p) for p in presets.all_presets(session).values()]
 
 
 @router.get("/zoo/options")

@@ -91,12 +91,22 @@ def test_binds_loopback_only_by_default(open_server):
 # --- the token ----------------------------------------------------------------------------
 
 def _operations(stack: Stack) -> list[tuple[str, str]]:
+    """(method, path) of every operation, with its required query parameters as {name} in a query string."""
     spec = stack.get("/openapi.json").json()
-    return [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
+    operations = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            required = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query" and p["required"]]
+            operations.append((method.upper(), path + ("?" + "&".join(f"{n}={{{n}}}" for n in required)
+                                                      if required else "")))
+    return operations
 
 
-def _fill(path: str, run_id: int) -> str:
-    return path.replace("{run_id}", str(run_id)).replace("{k}", "0")
+def _fill(path: str, run_id: int, group_key: str = "0" * 16) -> str:
+    for name, value in {"run_id": run_id, "k": 0, "key": group_key, "a": group_key, "b": group_key,
+                        "preset_id": "my-preset"}.items():
+        path = path.replace("{" + name + "}", str(value))
+    return path
 
 
 WRONG = [None, "Bearer wrong", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN.upper()}",
@@ -141,11 +151,12 @@ def test_changes_succeed_with_the_token(token_server):
 
 def test_reads_stay_open_with_a_token(token_server):
     with token_server.client() as c:
-        run_id = c.post("/runs", json=QUICK_RUN).json()["id"]
+        run = c.post("/runs", json=QUICK_RUN).json()
+    run_id = run["id"]
     reads = [p for m, p in _operations(token_server) if m == "GET"]
     with httpx.Client(base_url=token_server.url, timeout=30) as anonymous:
         for path in reads:
-            url = _fill(path, run_id)
+            url = _fill(path, run_id, run["group_key"])
             if path.endswith("events"):
                 with anonymous.stream("GET", url) as r:
                     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, distinct, func, select
 from sqlmodel import Session
@@ -166,7 +167,7 @@ def read_group(key: GroupKey, session: SessionDep) -> GroupDetail:
 
 class Recipe(BaseModel):
     """How the notes' experiments are re-run: each preset's defaults, optionally shortened."""
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")  # query parameters arrive as text
 
     dataset: Literal[DATASETS] = "mnist"
     epochs: Annotated[int | None, Field(ge=1, le=1000)] = None
@@ -178,8 +179,10 @@ class Recipe(BaseModel):
 
 
 class SeedsRequest(Recipe):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     seeds: Annotated[int, Field(ge=1, le=20, description="wanted seeds per preset: 0..N-1")] = 3
-    presets: Annotated[list[str] | None, Field(max_length=100, description="default: every preset of the "
+    presets: Annotated[list[Annotated[str, Field(max_length=100)]] | None, Field(max_length=100, description="default: every preset of the "
                                                                             "dataset that has a notes' figure")] = None
 
 
@@ -274,8 +277,10 @@ def queue_missing_seeds(body: SeedsRequest, session: WriteSessionDep) -> dict[st
     known = {r.preset for r in rows}
     unknown = [p for p in body.presets or [] if p not in known]
     if unknown:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"not {body.dataset} presets of the notes: {', '.join(unknown)}; valid: {', '.join(known)}")
+        shown = ", ".join(repr(p[:100]) for p in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise RequestValidationError([{"loc": ("body", "presets"), "type": "value_error",
+                                       "msg": f"not {body.dataset} presets of the notes: {shown}; "
+                                              f"valid: {', '.join(sorted(known))}"}])
     if body.presets:
         chosen = [r for r in rows if r.preset in body.presets]
     else:

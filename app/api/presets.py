@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
 
 from app import presets
 from app.auth import Authorized
@@ -59,7 +60,7 @@ def _get(session, preset_id: str) -> UserPreset:
 
 @router.get("/presets")
 def list_presets(session: SessionDep) -> list[dict[str, Any]]:
-    return [_read(row) for row in session.query(UserPreset).order_by(UserPreset.created_at)]
+    return [_read(row) for row in session.execute(select(UserPreset).order_by(UserPreset.created_at)).scalars()]
 
 
 @router.post("/presets", status_code=status.HTTP_201_CREATED, dependencies=[Authorized])

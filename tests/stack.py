@@ -14,7 +14,6 @@ spawns goes to `stack.log_path`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -22,12 +21,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from app.client import sse
 from app.settings import choose_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -321,26 +321,6 @@ class Stack:
             con.close()
 
 
-# --- SSE ----------------------------------------------------------------------------
+# --- SSE ---------------------------------------------------------------------------
 
-def sse_events(response: httpx.Response) -> Iterator[dict]:
-    """Parse a text/event-stream response into {id, event, data} dicts (comments skipped)."""
-    event: dict[str, Any] = {}
-    data: list[str] = []
-    for line in response.iter_lines():
-        if line == "":
-            if data or event:
-                event["data"] = json.loads("\n".join(data)) if data else None
-                if "id" in event:
-                    event["id"] = int(event["id"])
-                yield event
-            event, data = {}, []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "data":
-                data.append(value)
-            elif field in ("id", "event", "retry"):
-                event[field] = value
+sse_events = sse  # {id, event, data} dicts from a text/event-stream response (app/client.py)

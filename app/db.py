@@ -1,21 +1,36 @@
 """The database: engine, sessions and schema creation.
 
 SQLite (the default, `runs.db`) runs in WAL mode with a busy timeout so the server
-reads while a worker writes; PostgreSQL works through the same code."""
+reads while a worker writes. PostgreSQL (`postgresql+psycopg://user:password@host/db`,
+for workers on several machines) runs the same code, with a connection pool and one
+rule of its own: event ids are handed out in commit order (see `_events_in_commit_order`)."""
 
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from app import models  # noqa: F401  (registers the tables)
+from app import models  # registers the tables
 from app.config import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# PostgreSQL connections. The server's sync routes run on anyio's thread pool of 40
+# threads, each route holding at most one session, and event streams read in short
+# sessions of their own: 10 kept open plus 30 more under load covers all 40 at once. A
+# worker process uses two (its training thread and its heartbeat thread) and the pool only
+# opens what is used, so a server and 20 workers stay under PostgreSQL's default
+# max_connections of 100.
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 30
+
+# Keys of PostgreSQL advisory locks, so writers of one database wait for each other.
+SCHEMA_LOCK = 0x7A6F6F01
+EVENT_LOCK = 0x7A6F6F02
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -47,9 +62,33 @@ def make_engine(url: str) -> Engine:
             immediate = conn.get_execution_options().get("sqlite_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
+        # pre_ping: a connection dropped by a restarted database server is replaced, not used.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_MAX_OVERFLOW)
+    _create_schema(engine)
     return engine
+
+
+def _create_schema(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Several workers starting at once on an empty database would each see no
+            # table and each CREATE it; DDL is transactional here, so one waits for the other.
+            conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+        SQLModel.metadata.create_all(conn)
+
+
+@event.listens_for(models.Event, "before_insert")
+def _events_in_commit_order(_mapper, conn: Connection, _target) -> None:
+    """Streams follow the event table by id (`WHERE id > last seen`), which needs a row
+    with a smaller id never to become visible after one with a larger id. SQLite commits
+    one writer at a time; PostgreSQL hands out ids when rows are inserted, so two
+    transactions could commit out of id order and a stream would skip the first forever.
+    Taking this lock before each event insert, held until commit, serialises the
+    event-writing tails of transactions. An event insert is therefore the last write of
+    its transaction (app/queue.py keeps to that), so no transaction holding the lock
+    ever waits for a row lock held by one waiting for it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(EVENT_LOCK)))
 
 
 @lru_cache

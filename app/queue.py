@@ -176,7 +176,7 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
     queue to resume from their last finished epoch, or fail once they were tried
     `max_attempts` times. `refund`: an orderly shutdown, which does not count as an
     attempt. Returns the ids it moved."""
-    moved = []
+    moved = {}
     with Session(writer(engine)) as s:
         where = [Run.status == Status.RUNNING]
         if stale_before is not None:
@@ -191,13 +191,15 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
                 error=f"{reason} ({who}); gave up after {attempts} attempts")
             if s.execute(update(Run).where(Run.id == run_id, *where).values(
                     eta_seconds=None, epoch_progress=0.0, **values)).rowcount:
-                _event(s, run_id, "status", status=values["status"], error=values["error"])
-                moved.append(run_id)
+                moved[run_id] = values
         if stale_before is not None:
             s.execute(update(Worker).where(Worker.heartbeat_at < stale_before, Worker.status != "stopped")
                       .values(status="lost", current_run_id=None))
+        # Events last, after every row lock is taken (see app.db._events_in_commit_order).
+        for run_id, values in moved.items():
+            _event(s, run_id, "status", status=values["status"], error=values["error"])
         s.commit()
-    return moved
+    return list(moved)
 
 
 def reap_stale(engine: Engine, stale_seconds: float, max_attempts: int) -> list[int]:

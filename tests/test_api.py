@@ -1,4 +1,5 @@
-"""The REST API in-process on a real SQLite file: validation, listing, 404/409 rules."""
+"""The REST API in-process on a real database, SQLite and PostgreSQL: validation,
+listing, 404/409 rules."""
 
 import json
 import subprocess
@@ -11,6 +12,8 @@ from app import queue
 from app.db import get_engine
 from trainer.zoo import PRESETS
 from tests.conftest import QUICK_RUN, REPO
+
+pytestmark = pytest.mark.both_databases
 
 
 def _create(client, **body):
@@ -57,6 +60,7 @@ def _error_fields(response) -> list[str]:
     ({"scheduler": "cosine"}, "body.scheduler"),
     ({"epoch": 3}, "body.epoch"),  # a typo is an error, never silently ignored
     ({"name": ""}, "body.name"),
+    ({"name": "a\x00b"}, "body.name"),  # PostgreSQL text cannot hold a NUL
     ({"seed": -1}, "body.seed"),
     ({"augment": "autoaugment"}, "body"),  # CIFAR-10 augmentation on MNIST
     ({"dataset": "cifar10"}, "body"),  # a 3-channel dataset for an MNIST network

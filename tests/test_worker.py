@@ -1,9 +1,11 @@
-"""Real worker processes on a real SQLite file, training real MNIST: a run's whole life,
-two workers sharing one queue, cancellation, and runs whose worker vanished."""
+"""Real worker processes on a real database, training real MNIST: a run's whole life,
+two workers sharing one queue, cancellation, and runs whose worker vanished. Each test
+runs on SQLite and on PostgreSQL."""
 
 import io
-import sqlite3
+import json
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -15,11 +17,9 @@ from app import queue
 from app.db import get_engine, writer
 from app.models import Run, utcnow
 from tests.conftest import QUICK_RUN
-from tests.stack import sse_events, wait_for
+from tests.stack import query, sse_events, wait_for
 
-
-def _db_path(env) -> str:
-    return env["ZOOLAB_DATABASE_URL"].removeprefix("sqlite:///")
+pytestmark = pytest.mark.both_databases
 
 
 def _sse_events(client, run_id: int, after: int = 0) -> list[tuple[int, str, dict]]:
@@ -85,10 +85,9 @@ def test_mnist_logreg_one_epoch_full_data_in_under_a_minute(client, spawn_worker
     run_id = client.post("/runs", json={"model": "mnist-logreg", "epochs": 1}).json()["id"]
     assert spawn_worker("w-full", "--until-empty").wait(timeout=120) == 0
     assert time.monotonic() - started < 60
-    with sqlite3.connect(_db_path(zoolab_env)) as db:  # the figures are in runs.db itself
-        status, acc = db.execute("SELECT status, final_test_acc FROM run WHERE id = ?", (run_id,)).fetchone()
-        test_acc = db.execute("SELECT value FROM metric WHERE run_id = ? AND epoch = 1 AND key = 'test_acc'",
-                              (run_id,)).fetchone()[0]
+    db = zoolab_env["ZOOLAB_DATABASE_URL"]  # the figures are in the database itself
+    (status, acc), = query(db, "SELECT status, final_test_acc FROM run WHERE id = ?", run_id)
+    (test_acc,), = query(db, "SELECT value FROM metric WHERE run_id = ? AND epoch = 1 AND key = 'test_acc'", run_id)
     assert status == "finished" and acc >= 0.90 and test_acc == pytest.approx(acc)
 
 
@@ -98,16 +97,16 @@ def test_two_workers_share_ten_runs_and_train_each_exactly_once(client, spawn_wo
     workers = [spawn_worker(f"w{i}", "--until-empty") for i in (1, 2)]
     for w in workers:
         assert w.wait(timeout=240) == 0
-    with sqlite3.connect(_db_path(zoolab_env)) as db:
-        rows = db.execute("SELECT id, status, attempts, worker FROM run ORDER BY id").fetchall()
-        claims = db.execute("SELECT run_id, count(*) FROM event WHERE kind = 'status' "
-                            "AND json_extract(data, '$.status') = 'running' GROUP BY run_id").fetchall()
-        per_epoch = db.execute("SELECT run_id, epoch, key, count(*) FROM metric GROUP BY run_id, epoch, key "
-                               "HAVING count(*) > 1").fetchall()
-        epochs = db.execute("SELECT run_id, count(DISTINCT epoch) FROM metric GROUP BY run_id").fetchall()
+    db = zoolab_env["ZOOLAB_DATABASE_URL"]
+    rows = query(db, "SELECT id, status, attempts, worker FROM run ORDER BY id")
+    claims = Counter(run_id for run_id, data in query(db, "SELECT run_id, data FROM event WHERE kind = 'status'")
+                     if json.loads(data)["status"] == "running")
+    per_epoch = query(db, "SELECT run_id, epoch, key, count(*) FROM metric GROUP BY run_id, epoch, key "
+                          "HAVING count(*) > 1")
+    epochs = query(db, "SELECT run_id, count(DISTINCT epoch) FROM metric GROUP BY run_id")
     assert [r[0] for r in rows] == ids
     assert all(r[1] == "finished" and r[2] == 1 and r[3] in ("w1", "w2") for r in rows), rows
-    assert dict(claims) == {i: 1 for i in ids}  # claimed once each
+    assert claims == {i: 1 for i in ids}  # claimed once each
     assert per_epoch == [] and dict(epochs) == {i: 1 for i in ids}
 
 

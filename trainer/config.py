@@ -23,7 +23,9 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     model: Annotated[str, Field(description="Zoo preset id, e.g. mnist-logreg (GET /zoo)")]
-    name: Annotated[str, Field(min_length=1, max_length=200, description="Label shown in the dashboard")]
+    # No NUL: PostgreSQL text cannot hold one.
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
+                               description="Label shown in the dashboard")]
     dataset: Annotated[Literal[DATASETS], Field(description="Defaults to the preset's; fashion-mnist fits the MNIST zoo")]
     epochs: Annotated[int, Field(ge=1, le=1000)]
     batch_size: Annotated[int, Field(ge=1, le=65536)]

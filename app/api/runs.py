@@ -31,7 +31,9 @@ router = APIRouter(tags=["runs"])
 
 SORTABLE = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
             "epochs_done", "total_seconds", "images_per_second", "created_at")
-RunId = Annotated[int, PathParam(ge=1, le=2**62, description="Run id")]
+# Ids are 32-bit integers on PostgreSQL: a larger one is a bad request, not a database error.
+MAX_ID = 2**31 - 1
+RunId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Run id")]
 ImageIndex = Annotated[int, PathParam(ge=0, le=10_000)]
 
 
@@ -215,7 +217,7 @@ def delete_run(run_id: RunId, session: WriteSessionDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**62)]
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_ID)]
 
 
 def _replay_batch(cursor: int | None, run_id: int | None):
@@ -264,7 +266,7 @@ def _existing_run_id(run_id: RunId) -> int:
 @router.get("/runs/{run_id}/events", response_class=EventSourceResponse)
 async def run_events(run_id: Annotated[int, Depends(_existing_run_id)], request: Request,
                      last_event_id_header: LastEventId = None,
-                     last_event_id: Annotated[int | None, Query(ge=0, le=2**62)] = None):
+                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
     async for event in _stream(request, run_id, last_event_id_header if last_event_id_header is not None
                                else last_event_id):
         yield event
@@ -272,7 +274,7 @@ async def run_events(run_id: Annotated[int, Depends(_existing_run_id)], request:
 
 @router.get("/events", response_class=EventSourceResponse)
 async def all_events(request: Request, last_event_id_header: LastEventId = None,
-                     last_event_id: Annotated[int | None, Query(ge=0, le=2**62)] = None):
+                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
     async for event in _stream(request, None, last_event_id_header if last_event_id_header is not None
                                else last_event_id):
         yield event

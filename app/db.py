@@ -19,12 +19,12 @@ from app.config import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-# PostgreSQL connections. The server's sync routes run on anyio's thread pool of 40
-# threads, each route holding at most one session, and event streams read in short
-# sessions of their own: 10 kept open plus 30 more under load covers all 40 at once. A
-# worker process uses two (its training thread and its heartbeat thread) and the pool only
-# opens what is used, so a server and 20 workers stay under PostgreSQL's default
-# max_connections of 100.
+# PostgreSQL connections per process. The server's sync routes run on anyio's pool of 40
+# threads, each holding at most one session, and event streams read in short sessions of
+# their own: 10 kept open plus 30 opened under load serve 40 at once, and a 41st waits for
+# a free one (pool_timeout, 30 s) rather than failing. A worker process uses two (training
+# thread and heartbeat thread) and a pool opens only what is used, so a server and 25
+# workers stay within PostgreSQL's default max_connections of 100.
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 30
 
@@ -83,10 +83,11 @@ def _events_in_commit_order(_mapper, conn: Connection, _target) -> None:
     with a smaller id never to become visible after one with a larger id. SQLite commits
     one writer at a time; PostgreSQL hands out ids when rows are inserted, so two
     transactions could commit out of id order and a stream would skip the first forever.
-    Taking this lock before each event insert, held until commit, serialises the
-    event-writing tails of transactions. An event insert is therefore the last write of
-    its transaction (app/queue.py keeps to that), so no transaction holding the lock
-    ever waits for a row lock held by one waiting for it."""
+    This lock, taken before each event insert and held until commit, serialises the
+    event-writing tails of transactions. Events come after a transaction's updates and
+    deletes (app/queue.py keeps to that): a transaction holding the lock then only inserts
+    and commits, never waits for a row lock held by one waiting for the lock, and no
+    deadlock can form."""
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(EVENT_LOCK)))
 

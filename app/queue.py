@@ -178,12 +178,18 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
     attempt. Returns the ids it moved."""
     moved = {}
     with Session(writer(engine)) as s:
+        # Rows are locked in one order everywhere, worker before run (as `heartbeat` does)
+        # and runs by id, so concurrent reapers and heartbeats on PostgreSQL never deadlock.
+        if stale_before is not None:
+            s.execute(update(Worker).where(Worker.heartbeat_at < stale_before, Worker.status != "stopped")
+                      .values(status="lost", current_run_id=None))
         where = [Run.status == Status.RUNNING]
         if stale_before is not None:
             where.append(Run.heartbeat_at < stale_before)
         if worker is not None:
             where.append(Run.worker == worker)
-        for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)).all():
+        for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)
+                                               .order_by(Run.id)).all():
             retry = refund or attempts < max_attempts
             values = dict(status=Status.QUEUED, error=f"{reason} ({who}); requeued to resume", worker=None,
                           attempts=Run.attempts - (1 if refund else 0)) if retry else dict(
@@ -192,9 +198,6 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
             if s.execute(update(Run).where(Run.id == run_id, *where).values(
                     eta_seconds=None, epoch_progress=0.0, **values)).rowcount:
                 moved[run_id] = values
-        if stale_before is not None:
-            s.execute(update(Worker).where(Worker.heartbeat_at < stale_before, Worker.status != "stopped")
-                      .values(status="lost", current_run_id=None))
         # Events last, after every row lock is taken (see app.db._events_in_commit_order).
         for run_id, values in moved.items():
             _event(s, run_id, "status", status=values["status"], error=values["error"])

@@ -1,6 +1,6 @@
 """Real worker processes on a real database, training real MNIST: a run's whole life,
-two workers sharing one queue, cancellation, and runs whose worker vanished. Each test
-runs on SQLite and on PostgreSQL."""
+two workers sharing one queue, cancellation, and runs whose worker vanished. The tests
+of the queue run on SQLite and on PostgreSQL; the training speed check on SQLite only."""
 
 import io
 import json
@@ -19,8 +19,6 @@ from app.models import Run, utcnow
 from tests.conftest import QUICK_RUN
 from tests.stack import query, sse_events, wait_for
 
-pytestmark = pytest.mark.both_databases
-
 
 def _sse_events(client, run_id: int, after: int = 0) -> list[tuple[int, str, dict]]:
     """Replay a run's event stream from `after` until it reaches a terminal status."""
@@ -34,6 +32,7 @@ def _sse_events(client, run_id: int, after: int = 0) -> list[tuple[int, str, dic
     return events
 
 
+@pytest.mark.both_databases
 def test_run_lifecycle_through_the_api(client, spawn_worker, zoolab_env):
     run = client.post("/runs", json={**QUICK_RUN, "epochs": 2, "name": "lifecycle"}).json()
     assert run["status"] == "queued"
@@ -91,6 +90,7 @@ def test_mnist_logreg_one_epoch_full_data_in_under_a_minute(client, spawn_worker
     assert status == "finished" and acc >= 0.90 and test_acc == pytest.approx(acc)
 
 
+@pytest.mark.both_databases
 def test_two_workers_share_ten_runs_and_train_each_exactly_once(client, spawn_worker, zoolab_env):
     ids = [client.post("/runs", json={**QUICK_RUN, "train_subset": 1000, "name": f"r{i}"}).json()["id"]
            for i in range(10)]
@@ -110,6 +110,7 @@ def test_two_workers_share_ten_runs_and_train_each_exactly_once(client, spawn_wo
     assert per_epoch == [] and dict(epochs) == {i: 1 for i in ids}
 
 
+@pytest.mark.both_databases
 def test_cancel_a_running_run_keeps_its_finished_epochs(client, spawn_worker):
     run_id = client.post("/runs", json={"model": "mnist-3fc-2bn-51k", "epochs": 200, "train_subset": 20000}).json()["id"]
     spawn_worker("w-cancel")
@@ -126,6 +127,7 @@ def test_cancel_a_running_run_keeps_its_finished_epochs(client, spawn_worker):
     wait_for(lambda: client.get(f"/runs/{next_id}").json()["status"] == "finished", 120, "the next run")
 
 
+@pytest.mark.both_databases
 def test_a_run_whose_worker_vanished_is_requeued_and_resumed(client, spawn_worker, zoolab_env):
     run_id = client.post("/runs", json={**QUICK_RUN, "epochs": 2}).json()["id"]
     engine = get_engine()
@@ -140,6 +142,7 @@ def test_a_run_whose_worker_vanished_is_requeued_and_resumed(client, spawn_worke
     assert statuses[:3] == ["queued", "running", "queued"]  # the reaper put it back
 
 
+@pytest.mark.both_databases
 def test_a_run_lost_too_often_fails_with_the_reason(client, zoolab_env, monkeypatch):
     run_id = client.post("/runs", json=QUICK_RUN).json()["id"]
     engine = get_engine()

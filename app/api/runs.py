@@ -131,12 +131,15 @@ def list_runs(session: SessionDep, filters: Filters, status_: StatusFilter = Non
               model: TextFilter = None, q: TextFilter = None, sort: Sort = "id", order: Order = "desc",
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> RunPage:
+    # Read first: the page then reflects at least the events up to this id (on PostgreSQL a
+    # request's statements need not share one snapshot), which the page's store relies on.
+    event_id = last_event_id(session)
     query = filters.apply(select(Run)).order_by(*order_by(sort, order)).limit(limit).offset(offset)
     total = session.execute(filters.apply(select(func.count()).select_from(Run))).scalar_one()
     positions = queue.queue_positions(session)
     known = presets.all_presets(session)
     items = [RunRead.of(r, positions, known) for r in session.execute(query).scalars()]
-    return RunPage(items=items, total=total, limit=limit, offset=offset, last_event_id=last_event_id(session))
+    return RunPage(items=items, total=total, limit=limit, offset=offset, last_event_id=event_id)
 
 
 CSV_COLUMNS = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",

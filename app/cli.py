@@ -24,6 +24,12 @@ KEEP_ALIVE_SECONDS = 330
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"takes a whole number from 1 to 64, gets {text!r}")
+    return int(text)
+
+
 def _serve(args) -> int:
     if args.token:
         os.environ["ZOOLAB_TOKEN"] = args.token
@@ -44,7 +50,7 @@ def _serve(args) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     get_engine()
-    supervisor = None if args.no_worker else Supervisor(settings)
+    supervisor = None if args.no_worker else Supervisor.local(settings, get_engine, args.workers)
     if supervisor:
         supervisor.start()
     print(f"zoolab: dashboard at http://{settings.host}:{settings.port}/  (API docs at /docs)", flush=True)
@@ -65,6 +71,8 @@ def _serve(args) -> int:
 
 def _worker(args) -> int:
     from app import worker  # imports torch: only this command loads it, never the server
+    if args.gpus:
+        return worker.run_gpus(args.gpus)
     return worker.run(args)
 
 
@@ -138,10 +146,14 @@ def main(argv=None) -> int:
     serve.add_argument("--token", help="require this bearer token for changes (ZOOLAB_TOKEN)")
     serve.add_argument("--no-worker", action="store_true", help="do not start a local worker")
     serve.add_argument("--insecure", action="store_true", help="serve beyond 127.0.0.1 without a token")
+    serve.add_argument("--workers", type=_positive, default=1, metavar="N",
+                       help="local workers to supervise (default 1); CPU threads are split between them")
     serve.set_defaults(func=_serve)
     worker = sub.add_parser("worker", help="a worker alone, on the database of ZOOLAB_DATABASE_URL")
     worker.add_argument("--name", help="worker name shown in GET /workers (default host-pid)")
     worker.add_argument("--until-empty", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--gpus", metavar="all|0,1,...", help="one supervised worker per GPU (CUDA_VISIBLE_DEVICES), "
+                                                               "each named after this host and its device")
     worker.set_defaults(func=_worker)
     db = sub.add_parser("db", help="the database schema: upgrade it, show its revision, or (developers) "
                                    "write a new migration")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, and_
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, and_
 from sqlmodel import Field, SQLModel
 
 # Ids are 32-bit integers on PostgreSQL: a larger one is a bad request, not a database error.
@@ -151,6 +151,11 @@ class WorkerBase(SQLModel):
     current_run_id: int | None = None
     started_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime = Field(default_factory=utcnow)
+    # The device's memory as of the last heartbeat: a GPU's (used by every process on it), or
+    # this worker process's resident memory and the machine's total on a CPU.
+    memory_used_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    memory_total_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    utilization: float | None = None  # GPU busy %, where NVML is available
 
 
 class WorkerRecord(WorkerBase, table=True):

@@ -36,13 +36,15 @@ def _finite(value: float | None) -> float | None:
 
 # --- workers --------------------------------------------------------------------------
 
-def register_worker(engine: Engine, name: str, device: str) -> None:
+def register_worker(engine: Engine, name: str, device: str, **stats: Any) -> None:
     with Session(writer(engine)) as s:
         worker = s.get(WorkerRecord, name) or WorkerRecord(name=name, host=socket.gethostname(), pid=0,
                                                            device=device)
         worker.pid, worker.device, worker.status = os.getpid(), device, WorkerStatus.IDLE
         worker.started_at = worker.heartbeat_at = utcnow()
         worker.current_run_id = None
+        for key, value in stats.items():
+            setattr(worker, key, value)
         s.add(worker)
         s.commit()
 
@@ -54,9 +56,9 @@ def _set_worker(engine: Engine, name: str, status: WorkerStatus, **values: Any) 
         s.commit()
 
 
-def worker_idle(engine: Engine, name: str) -> None:
-    """The heartbeat of a worker waiting for work."""
-    _set_worker(engine, name, WorkerStatus.IDLE, heartbeat_at=utcnow())
+def worker_idle(engine: Engine, name: str, **stats: Any) -> None:
+    """The heartbeat of a worker waiting for work (`stats`: its device's memory, utilisation)."""
+    _set_worker(engine, name, WorkerStatus.IDLE, heartbeat_at=utcnow(), **stats)
 
 
 def worker_stopped(engine: Engine, name: str) -> None:
@@ -153,13 +155,14 @@ class Lease:
                    train_acc=_finite(train_acc), wall_seconds=wall_seconds, eta_seconds=eta_seconds)
             s.commit()
 
-    def heartbeat(self) -> bool:
-        """Refresh the worker's and the run's heartbeat. True if the run should stop:
-        cancellation was asked for, or the run is no longer this worker's."""
+    def heartbeat(self, **stats: Any) -> bool:
+        """Refresh the worker's and the run's heartbeat (`stats`: the device's memory and
+        utilisation). True if the run should stop: cancellation was asked for, or the run is
+        no longer this worker's."""
         now = utcnow()
         with self._session() as s:
             s.execute(update(WorkerRecord).where(WorkerRecord.name == self.worker).values(
-                heartbeat_at=now, current_run_id=self.run_id, status=WorkerStatus.BUSY))
+                heartbeat_at=now, current_run_id=self.run_id, status=WorkerStatus.BUSY, **stats))
             owned = s.execute(update(Run).where(*self._owned()).values(heartbeat_at=now)
                               .returning(Run.cancel_requested)).first()
             s.commit()

@@ -1,8 +1,10 @@
-"""Keeps one local worker process alive beside the server (`zoolab serve`).
+"""Keeps N local worker processes alive: beside the server (`zoolab serve --workers N`), or one
+per GPU of a machine (`zoolab worker --gpus all`).
 
-If the worker dies, its run is released at once (requeued to resume from its last
-epoch; see app.queue.release_lost) and a new worker is started, with a short backoff
-when it keeps dying."""
+If a worker dies, its run is released at once (requeued to resume from its last epoch; see
+app.queue.release_lost) and a new worker takes its place, with a backoff when it keeps dying.
+No error of one round — a database that cannot be written for a while, say — ends the
+supervisor: it logs, waits, and tries again."""
 
 import logging
 import os
@@ -11,58 +13,114 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
 
 from app import queue
-from app.db import get_engine
 from app.settings import Settings
 
 log = logging.getLogger("zoolab.supervisor")
+POLL_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass
+class Slot:
+    """One worker the supervisor keeps alive: its name, its environment, its process."""
+    label: str                       # "local-0", "gpu1": part of every name it gets
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    name: str = ""
+    restarts: int = 0
+    started: float = 0.0
+    backoff: float = 1.0
+    restart_at: float = 0.0
+
+
+def split_threads(settings: Settings, workers: int) -> int:
+    """CPU threads per worker: ZOOLAB_THREADS if set, else the machine's cores less one for the
+    server, shared out (one each at least)."""
+    if settings.threads:
+        return settings.threads
+    return max(1, ((os.cpu_count() or 1) - 1) // workers)
 
 
 class Supervisor(threading.Thread):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, engine: Callable[[], Engine], slots: list[Slot]):
         super().__init__(daemon=True, name="worker-supervisor")
-        self.settings = settings
+        self.settings, self.engine, self.slots = settings, engine, slots
         self.stopping = threading.Event()
-        self.process: subprocess.Popen | None = None
-        self.worker_name = ""
-        self.restarts = 0
+        self.prefix = f"{socket.gethostname()}-{os.getpid()}"
 
-    def _spawn(self) -> None:
-        self.worker_name = f"{socket.gethostname()}-local-{os.getpid()}-{self.restarts}"
-        self.process = subprocess.Popen([sys.executable, "-m", "app.worker", "--name", self.worker_name])
-        log.info("started worker %s (pid %s)", self.worker_name, self.process.pid)
+    @classmethod
+    def local(cls, settings: Settings, engine: Callable[[], Engine], workers: int = 1) -> "Supervisor":
+        threads = str(split_threads(settings, workers))
+        return cls(settings, engine, [Slot(f"local-{i}", {"ZOOLAB_THREADS": threads}) for i in range(workers)])
+
+    def _spawn(self, slot: Slot) -> None:
+        slot.name = f"{self.prefix}-{slot.label}-{slot.restarts}"
+        slot.process = subprocess.Popen([sys.executable, "-m", "app.worker", "--name", slot.name],
+                                        env={**os.environ, **slot.env})
+        slot.started = time.monotonic()
+        log.info("started worker %s (pid %s)", slot.name, slot.process.pid)
+
+    def _reap(self, slot: Slot) -> None:
+        """A worker that died: release its run, mark it stopped, schedule its successor."""
+        code = slot.process.returncode
+        moved = queue.release_lost(self.engine(), self.settings.max_attempts, worker=slot.name,
+                                   reason=f"worker process died (exit code {code})")
+        queue.worker_stopped(self.engine(), slot.name)
+        slot.backoff = 1.0 if time.monotonic() - slot.started > 60 else min(slot.backoff * 2, MAX_BACKOFF_SECONDS)
+        slot.restart_at = time.monotonic() + slot.backoff
+        slot.process = None
+        slot.restarts += 1
+        log.warning("worker %s died with exit code %s; released runs %s; restarting in %.0f s",
+                    slot.name, code, moved, slot.backoff)
+
+    def _round(self) -> None:
+        for slot in self.slots:
+            if slot.process is None:
+                if time.monotonic() >= slot.restart_at:
+                    self._spawn(slot)
+            elif slot.process.poll() is not None:
+                self._reap(slot)
 
     def run(self) -> None:
-        backoff = 1.0
+        failures = 0
         while not self.stopping.is_set():
-            self._spawn()
-            started = time.monotonic()
-            while self.process.poll() is None and not self.stopping.wait(0.5):
-                pass
-            if self.stopping.is_set():
-                break
-            code = self.process.returncode
-            moved = queue.release_lost(get_engine(), self.settings.max_attempts, worker=self.worker_name,
-                                       reason=f"worker process died (exit code {code})")
-            queue.worker_stopped(get_engine(), self.worker_name)
-            log.warning("worker %s died with exit code %s; released runs %s; restarting",
-                        self.worker_name, code, moved)
-            self.restarts += 1
-            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
-            self.stopping.wait(backoff)
+            try:
+                self._round()
+                failures = 0
+            except Exception:  # the database, most likely: whatever it was, try again later
+                failures += 1
+                log.exception("supervisor round failed (%s in a row); retrying", failures)
+            self.stopping.wait(min(POLL_SECONDS * 2 ** failures, MAX_BACKOFF_SECONDS))
+
+    def alive(self) -> int:
+        return sum(1 for s in self.slots if s.process is not None and s.process.poll() is None)
 
     def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()
-        if self.process and self.process.poll() is None:
-            self.process.terminate()  # the worker requeues its run and exits
+        running = [s for s in self.slots if s.process is not None and s.process.poll() is None]
+        for slot in running:
+            slot.process.terminate()  # each worker requeues its run and exits
+        deadline = time.monotonic() + timeout
+        for slot in running:
             try:
-                self.process.wait(timeout)
+                slot.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            # The worker requeues its own run on SIGTERM; this catches a worker that died
-            # first (killed, or terminated before it installed its signal handler).
-            queue.release_lost(get_engine(), self.settings.max_attempts + 1, worker=self.worker_name,
-                               reason="worker stopped at shutdown")
+                slot.process.kill()
+                slot.process.wait()
+        for slot in self.slots:
+            if not slot.name:
+                continue
+            # The worker requeues its own run on SIGTERM; this catches one that died first
+            # (killed, or terminated before it installed its signal handler).
+            try:
+                queue.release_lost(self.engine(), self.settings.max_attempts + 1, worker=slot.name,
+                                   reason="worker stopped at shutdown")
+            except Exception:
+                log.exception("could not release the runs of %s at shutdown", slot.name)
         self.join(timeout=5)

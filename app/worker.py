@@ -31,9 +31,10 @@ from app.models import Run, Status
 from app.settings import Settings, get_settings
 from trainer.config import RunConfig
 from trainer.data import Dataset, DatasetError, load
+from trainer.devices import cuda_devices, default_threads, describe, pick_device, stats
 from trainer.nets import model_file
 from trainer.report import classification_report
-from trainer.train import Diverged, Evaluation, Stopped, TrainState, default_threads, pick_device, train
+from trainer.train import Diverged, Evaluation, Stopped, TrainState, train
 
 log = logging.getLogger("zoolab.worker")
 MISCLASSIFIED_KEPT = 48
@@ -57,16 +58,16 @@ def _model_file(config: RunConfig, weights: dict) -> dict:
 class Heartbeat(threading.Thread):
     """Beats every few seconds; sets `stop` when the run is cancelled or taken from us."""
 
-    def __init__(self, lease: queue.Lease, every: float):
+    def __init__(self, lease: queue.Lease, every: float, device: torch.device):
         super().__init__(daemon=True, name=f"heartbeat-{lease.run_id}")
-        self.lease, self.every = lease, every
+        self.lease, self.every, self.device = lease, every, device
         self.stop = threading.Event()
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.every):
             try:
-                if self.lease.heartbeat():
+                if self.lease.heartbeat(**stats(self.device)):
                     self.stop.set()
             except Exception:  # a busy database must not kill the beat; the next one retries
                 log.exception("heartbeat failed")
@@ -86,7 +87,7 @@ class Worker:
 
     def serve(self, until_empty: bool = False) -> int:
         """Claim and train runs until stopped (or until the queue is empty). Returns runs done."""
-        queue.register_worker(self.engine, self.name, str(self.device))
+        queue.register_worker(self.engine, self.name, describe(self.device), **stats(self.device))
         done = 0
         try:
             while not self.shutting_down.is_set():
@@ -95,7 +96,7 @@ class Worker:
                 if lease is None:
                     if until_empty:
                         break
-                    queue.worker_idle(self.engine, self.name)
+                    queue.worker_idle(self.engine, self.name, **stats(self.device))
                     self.shutting_down.wait(POLL_SECONDS)
                     continue
                 self.execute(lease)
@@ -111,11 +112,6 @@ class Worker:
             versions["cuda"] = torch.version.cuda
         return versions
 
-    def _device_name(self) -> str:
-        if self.device.type == "cuda":
-            return torch.cuda.get_device_name(self.device)
-        return f"cpu ({os.cpu_count()} cores)"
-
     def execute(self, lease: queue.Lease) -> None:
         run_id = lease.run_id
         with Session(self.engine) as s:
@@ -123,7 +119,7 @@ class Worker:
             config = RunConfig(**run.config)
             epochs_done, seconds_before = run.epochs_done, run.total_seconds
         log.info("run %s: %s for %s epochs (from epoch %s)", run_id, config.model, config.epochs, epochs_done + 1)
-        beat = Heartbeat(lease, self.settings.heartbeat_seconds)
+        beat = Heartbeat(lease, self.settings.heartbeat_seconds, self.device)
         beat.start()
         files = RunFiles(self.settings.artifact_dir, run_id)
         files.remove_partial()  # what a killed worker was writing
@@ -133,7 +129,7 @@ class Worker:
                 resume = torch.load(files.checkpoint(epochs_done), map_location=self.device, weights_only=False)
             else:
                 epochs_done, seconds_before = 0, 0.0
-            lease.start(self._device_name(), self._versions(), epochs_done)
+            lease.start(describe(self.device), self._versions(), epochs_done)
             data = load(config.dataset, self.settings.data_dir, self.device, self.settings.download)
             reporter = _DatabaseReporter(lease, files, config, seconds_before)
             result = train(config, data, reporter, self.device, resume=resume,
@@ -202,6 +198,34 @@ class _DatabaseReporter:
     def progress(self, epoch: float, fraction: float, train_loss: float, train_acc: float,
                  eta_seconds: float | None) -> None:
         self.lease.record_progress(epoch, fraction, train_loss, train_acc, self._wall(), eta_seconds)
+
+
+def run_gpus(spec: str) -> int:
+    """`zoolab worker --gpus`: one supervised worker process per GPU, until SIGTERM/SIGINT."""
+    from app.supervisor import Slot, Supervisor, split_threads
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    try:
+        ids = cuda_devices(spec)
+    except ValueError as e:
+        print(f"zoolab worker --gpus: {e}", file=sys.stderr)
+        return 1
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    require_current(engine)
+    threads = str(split_threads(settings, len(ids)))
+    slots = [Slot(f"gpu{i}", {"CUDA_VISIBLE_DEVICES": str(i), "ZOOLAB_DEVICE": "cuda", "ZOOLAB_THREADS": threads})
+             for i in ids]
+    supervisor = Supervisor(settings, lambda: engine, slots)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    supervisor.start()
+    log.info("supervising %d GPU workers (%s) on %s", len(ids), ", ".join(f"cuda:{i}" for i in ids),
+             engine.url.render_as_string(hide_password=True))
+    stopping.wait()
+    supervisor.stop()
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

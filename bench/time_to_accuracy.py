@@ -22,7 +22,8 @@ import torch
 from bench.notes_pipeline import datasets, train_notes
 from trainer.config import resolve
 from trainer.data import load
-from trainer.train import default_threads, train
+from trainer.devices import default_threads
+from trainer.train import train
 from trainer.zoo import get_preset, presets_for
 
 

@@ -29,7 +29,8 @@ import torch
 from bench.notes_pipeline import datasets, train_notes
 from trainer.config import resolve
 from trainer.data import load
-from trainer.train import default_threads, train
+from trainer.devices import default_threads
+from trainer.train import train
 
 PRESETS = ("mnist-3fc-2bn-51k", "mnist-best-augment", "cifar-2conv5-2fc-bn-36k", "cifar-vgg-179k")
 DEFAULT_EPOCHS = {"mnist": 2, "cifar10": 1}

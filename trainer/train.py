@@ -9,8 +9,6 @@ back only when reported (a host read is a device sync point)."""
 
 import argparse
 import math
-import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from torch import nn
 from trainer.config import RunConfig, resolve
 from trainer.data import Dataset, normalizer
 from trainer.datasets import DATASETS
+from trainer.devices import default_threads, peak_memory_bytes, pick_device
 from trainer.loader import Batches
 from trainer.nets import build_layers, is_convnet
 
@@ -103,12 +102,6 @@ def make_scheduler(config: RunConfig, optimizer, steps_per_epoch: int):
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
                                                        steps_per_epoch=steps_per_epoch)
     return None
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 @torch.inference_mode()
@@ -239,20 +232,6 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
     if final is None:  # resumed after the last epoch: nothing left to train
         final = setup.evaluate()
     return final
-
-
-def default_threads() -> int:
-    # Leave a core to the server (and anything else running): measured on a 2-core box
-    # (bench/README.md), 2 OpenMP threads collapse 10-50x as soon as another process
-    # wants a core (threads spin at barriers while one is descheduled); 1 thread does not.
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def main(argv=None) -> None:

@@ -12,7 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
@@ -31,8 +31,19 @@ router = APIRouter(tags=["runs"])
 
 SORTABLE = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
             "epochs_done", "total_seconds", "images_per_second", "created_at")
-RunId = Annotated[int, PathParam(ge=1, le=2**62, description="Run id")]
-ImageIndex = Annotated[int, PathParam(ge=0, le=10_000)]
+
+
+def _digits_only(value):
+    # A path parameter arrives as text, which int() would also read from "1.0", "+1" or " 1":
+    # then /runs/1.0 would address (and DELETE delete) run 1.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be digits only, e.g. 12")
+    return value
+
+
+Digits = BeforeValidator(_digits_only)
+RunId = Annotated[int, PathParam(ge=1, le=2**62, description="Run id"), Digits]
+ImageIndex = Annotated[int, PathParam(ge=0, le=10_000), Digits]
 
 
 def _get_run(session: Session, run_id: int) -> Run:
@@ -218,8 +229,10 @@ def _replay_batch(cursor: int | None, run_id: int | None):
     # pooled connection while waiting for an executor thread, and many streams opening at
     # once (tabs reconnecting after a restart) then starve the pool until it times out.
     with Session(get_engine()) as s:
-        if cursor is None:
-            cursor = last_event_id(s)
+        newest = last_event_id(s)
+        # A cursor past the newest event (the client saw a database since reset) would
+        # skip everything until the table caught up with it: it starts from now instead.
+        cursor = newest if cursor is None else min(cursor, newest)
         missed, seen = fetch(s, cursor, run_id)
         return cursor, missed, seen
 

@@ -71,7 +71,7 @@ class RunFiles:
             full = _no_space(e) or (isinstance(e, Exception) and self._free_bytes() < FULL_BYTES)
             tmp.unlink(missing_ok=True)
             if full:
-                raise DiskFull(errno.ENOSPC, f"disk full: no space left on the file system of {self.folder} "
+                raise DiskFull(f"disk full: no space left on the file system of {self.folder} "
                                f"while writing {path.name}; free some space there (or set ZOOLAB_ARTIFACT_DIR "
                                "to a folder with room), then retry the run") from e
             raise

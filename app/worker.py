@@ -204,7 +204,7 @@ class Worker:
                 problems.append(f"{path.name} is missing")
                 continue
             except Exception as e:  # truncated or corrupt: torch raises whatever its reader hit
-                problems.append(f"{path.name} is unreadable ({_reason(e)})")
+                problems.append(f"{path.name} is unreadable ({_reason(e).split('. ')[0]})")
                 continue
             return state, epoch, (f"{'; '.join(problems)}: resumed after epoch {epoch} from {path.name}"
                                   if problems else None)

@@ -10,12 +10,15 @@ moment no timing could hit reliably. Points (app/worker.py):
 Each point is reached once per run and epoch, so a restarted worker with the same
 environment goes on. Unset (always, outside tests), `reached` does nothing."""
 
+import logging
 import os
 import signal
 
 ENV = "ZOOLAB_KILL_AT"
+log = logging.getLogger("zoolab.faults")
 
 
 def reached(point: str, run_id: int, epoch: int) -> None:
     if os.environ.get(ENV) == f"{point}:{run_id}:{epoch}":
+        log.warning("fault injection: %s of run %s epoch %s reached; SIGKILL", point, run_id, epoch)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -47,7 +47,7 @@ class Listener:
 
 
 @pytest.mark.parametrize("path", ["/events", "/runs/{id}/events"])
-@pytest.mark.parametrize("ahead", [1, 1000, 2**61])
+@pytest.mark.parametrize("ahead", [1000, 2**61])
 def test_a_cursor_past_the_newest_event_still_gets_what_happens_next(server, path, ahead):
     """A client whose database was reset (or that made its id up) reconnects with a cursor
     above every event: it still gets the events that come after it connected."""

@@ -101,8 +101,9 @@ def test_database_write_failure_loses_no_worker_and_the_api_answers_503(tmp_path
                 assert pid_alive(worker["pid"])
                 # ... until it is killed: the supervisor cannot requeue its run now, and goes on.
                 os.kill(worker["pid"], signal.SIGKILL)
-                wait_for(lambda: "supervising the worker failed; trying again" in stack.log(), 60,
-                         "the supervisor to fail to requeue the run")
+                wait_for(lambda: any(said in stack.log() for said in (
+                    "supervising the worker failed; trying again", "Exception in thread worker-supervisor")),
+                    60, "the supervisor to fail to requeue the run")
             done = stack.wait_run(run["id"], "finished", timeout=240)
             assert done["attempts"] == 2 and done["worker"] != worker["name"], done
             assert f"{worker['name']} died with exit code -9; released runs [{run['id']}]" in stack.log()

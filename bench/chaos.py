@@ -31,15 +31,15 @@ from pathlib import Path
 import torch
 
 from app.faults import ENV as KILL_AT
-from tests.stack import DATA_DIR, Stack, pid_alive, wait_for
+from tests.stack import DATA_DIR, TERMINAL, Stack, pid_alive, wait_for
 from trainer.config import RunConfig
 from trainer.data import load, normalizer
 from trainer.datasets import DATASETS
 from trainer.nets import load_model
 from trainer.train import evaluate
 
-RUNS = [{"model": "mnist-3fc-51k", "epochs": 3, "train_subset": 6000, "test_subset": 2000},
-        {"model": "mnist-logreg", "epochs": 3, "train_subset": 6000, "test_subset": 2000}]
+RUNS = [{"model": "mnist-3fc-51k", "epochs": 3, "train_subset": 12000, "test_subset": 2000},
+        {"model": "mnist-logreg", "epochs": 3, "train_subset": 12000, "test_subset": 2000}]
 # Stale after 5 s: an orphaned worker (its server killed) that is killed too has its run
 # requeued by the reaper soon; no run gives up however often it is killed.
 ENV = {"ZOOLAB_PROGRESS_SECONDS": "0.3", "ZOOLAB_HEARTBEAT_SECONDS": "0.5", "ZOOLAB_STALE_SECONDS": "5",
@@ -63,8 +63,9 @@ class Campaign:
         return self.stacks[-1]
 
     def start_server(self) -> None:
-        # Each server's worker dies right after the last epoch of one future run is committed.
-        target = len(self.ids) + 1 + self.rng.randrange(3)
+        # Each server's worker dies right after the last epoch of the next run is committed
+        # (if that worker, not an orphan of a killed server, trains it).
+        target = len(self.ids) + 1
         env = {**ENV, KILL_AT: f"epoch-committed:{target}:{RUNS[0]['epochs']}"}
         stack = Stack(self.root, port=self.port, env=env)
         stack.start(timeout=180, workers=1)
@@ -91,8 +92,17 @@ class Campaign:
         for i in range(self.runs):
             run_id = self.stack.post_run(**RUNS[i % len(RUNS)], name=f"chaos {i}")["id"]
             self.ids.append(run_id)
-            wait_for(lambda run_id=run_id: self.stack.run(run_id)["status"] != "queued", 600, f"run {run_id} to start", every=0.1)
-            time.sleep(self.rng.uniform(0.0, 2.5))
+            # A random moment of the run: when its progress (epochs, and within the epoch) passes
+            # a random fraction, then up to one progress interval more.
+            at = self.rng.uniform(0.02, 0.98)
+
+            def reached(run_id=run_id, at=at) -> bool:
+                run = self.stack.run(run_id)
+                progress = (run["epochs_done"] + run["epoch_progress"]) / run["epochs_total"]
+                return run["status"] in TERMINAL or (run["status"] == "running" and progress >= at)
+
+            wait_for(reached, 900, f"run {run_id} to reach {at:.0%}", every=0.05)
+            time.sleep(self.rng.uniform(0.0, 0.3))
             if i in self.server_kill_at:
                 self.kill_server()
             else:

@@ -2,7 +2,9 @@
 
 If the worker dies, its run is released at once (requeued to resume from its last
 epoch; see app.queue.release_lost) and a new worker is started, with a short backoff
-when it keeps dying."""
+when it keeps dying. No error ends the supervisor: when the database cannot be written
+(locked, full, a disk I/O error) the release fails, is logged and tried again after a
+backoff, and the worker is restarted once it can be."""
 
 import logging
 import os
@@ -17,6 +19,7 @@ from app.db import get_engine
 from app.settings import Settings
 
 log = logging.getLogger("zoolab.supervisor")
+MAX_BACKOFF_SECONDS = 30.0
 
 
 class Supervisor(threading.Thread):
@@ -27,6 +30,7 @@ class Supervisor(threading.Thread):
         self.process: subprocess.Popen | None = None
         self.worker_name = ""
         self.restarts = 0
+        self.dead: list[tuple[str, int]] = []  # (worker name, exit code) whose runs are still to release
 
     def _spawn(self) -> None:
         self.worker_name = f"{socket.gethostname()}-local-{os.getpid()}-{self.restarts}"
@@ -36,21 +40,32 @@ class Supervisor(threading.Thread):
     def run(self) -> None:
         backoff = 1.0
         while not self.stopping.is_set():
-            self._spawn()
-            started = time.monotonic()
-            while self.process.poll() is None and not self.stopping.wait(0.5):
-                pass
-            if self.stopping.is_set():
-                break
-            code = self.process.returncode
-            moved = queue.release_lost(get_engine(), self.settings.max_attempts, worker=self.worker_name,
-                                       reason=f"worker process died (exit code {code})")
-            queue.worker_stopped(get_engine(), self.worker_name)
-            log.warning("worker %s died with exit code %s; released runs %s; restarting",
-                        self.worker_name, code, moved)
-            self.restarts += 1
-            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
+            try:
+                self._release_dead()
+                self._spawn()
+                started = time.monotonic()
+                while self.process.poll() is None and not self.stopping.wait(0.5):
+                    pass
+                if self.stopping.is_set():
+                    break
+                self.dead.append((self.worker_name, self.process.returncode))
+                self.restarts += 1
+                backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, MAX_BACKOFF_SECONDS)
+                self._release_dead()
+            except Exception:
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                log.exception("supervising the worker failed; trying again in %.0f s", backoff)
             self.stopping.wait(backoff)
+
+    def _release_dead(self) -> None:
+        """Requeue the runs of workers that died; one that cannot be released yet stays listed."""
+        while self.dead:
+            name, code = self.dead[0]
+            moved = queue.release_lost(get_engine(), self.settings.max_attempts, worker=name,
+                                       reason=f"worker process died (exit code {code})")
+            queue.worker_stopped(get_engine(), name)
+            log.warning("worker %s died with exit code %s; released runs %s; restarting", name, code, moved)
+            self.dead.pop(0)
 
     def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()

@@ -1,13 +1,21 @@
-"""Error responses: a 422 names each bad field and why, and is always valid JSON (the
-default handler echoes the input back, which fails on NaN and bloats on huge bodies)."""
+"""Error responses, every one JSON: a 422 names each bad field and why, and is always valid
+JSON (the default handler echoes the input back, which fails on NaN and bloats on huge
+bodies); a database that cannot be written (locked, full, unreachable) is a 503 with
+Retry-After, since the same request will work once it is back; anything unforeseen is a
+500 that names the exception (the traceback goes to the server's log)."""
 
+import logging
 import math
 
 from fastapi import Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+log = logging.getLogger("zoolab.server")
 MAX_ECHO = 200
+RETRY_AFTER_SECONDS = 5
 
 
 def _echo(value):
@@ -36,5 +44,25 @@ async def validation_error(_request: Request, exc: RequestValidationError) -> JS
                         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The driver's own words ("database is locked", "database or disk is full", "disk I/O
+    # error", a refused connection), without the SQL statement.
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
+    return JSONResponse({"detail": f"the database is unavailable ({reason}); nothing was changed, "
+                                   f"try again in a few seconds"},
+                        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server's log"},
+                        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
 def install(app) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(PoolTimeout, database_unavailable)
+    app.add_exception_handler(Exception, internal_error)

@@ -19,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 
 from app import errors, queue
 from app.api import architectures, groups, lineage, presets, runs, workers, zoo
+from app.auth import SameSiteWrites
+from app.body_limit import BodyLimit
 from app.db import get_engine
 from app.events import Broadcaster
 from app.settings import get_settings
@@ -59,12 +61,15 @@ async def lifespan(app: FastAPI):
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="zoolab", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
+    app = FastAPI(title="zoolab", version="0.1.0", lifespan=lifespan,
                   description="Launch, watch and compare training runs of a model zoo.",
                   docs_url=None, redoc_url=None)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
-                           allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SameSiteWrites, allowed_origins=origins)
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
     errors.install(app)
     for module in (runs, groups, lineage, zoo, presets, workers, architectures):
         app.include_router(module.router)

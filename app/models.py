@@ -78,7 +78,9 @@ class RunBase(SQLModel):
 
 
 class Run(RunBase, table=True):
-    __table_args__ = (Index("ix_run_status_id", "status", "id"),)
+    # AUTOINCREMENT: SQLite would otherwise give the newest run's id again once it is deleted,
+    # and streams replaying that id would show the deleted run's events under the new one.
+    __table_args__ = (Index("ix_run_status_id", "status", "id"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
 

@@ -109,16 +109,26 @@ class Lease:
     def _session(self) -> Session:
         return Session(writer(self.engine))
 
-    def start(self, device: str, versions: dict, epochs_done: int) -> None:
-        """Record the device and versions; forget anything past the epoch we resume from."""
+    def start(self, device: str, versions: dict, epochs_done: int, note: str | None = None) -> None:
+        """Record the device and versions; forget anything past the epoch we resume from, and
+        summarise the epochs kept. `note`: why the worker resumes from an earlier epoch than
+        the run's last (a damaged checkpoint); it stays on the run as its `error`."""
         with self._session() as s:
             s.execute(delete(Metric).where(Metric.run_id == self.run_id, Metric.epoch > epochs_done))
             s.execute(delete(Progress).where(Progress.run_id == self.run_id, Progress.epoch > epochs_done))
-            fresh = dict(best_test_acc=None, final_test_acc=None, total_seconds=0.0) if epochs_done == 0 else {}
+            kept = s.execute(select(Metric.epoch, Metric.key, Metric.value).where(
+                Metric.run_id == self.run_id, Metric.key.in_(["test_acc", "epoch_seconds"]))).all()
+            accs = {epoch: value for epoch, key, value in kept if key == "test_acc" and value is not None}
+            summary = dict(best_test_acc=max(accs.values(), default=None), final_test_acc=accs.get(epochs_done),
+                           total_seconds=sum(v or 0.0 for _, key, v in kept if key == "epoch_seconds"))
+            if note:
+                summary["error"] = note
             if s.execute(update(Run).where(*self._owned()).values(
-                    device=device, versions=versions, epochs_done=epochs_done, **fresh)).rowcount != 1:
+                    device=device, versions=versions, epochs_done=epochs_done, **summary)).rowcount != 1:
                 s.rollback()
                 raise LostRun(self.run_id)
+            if note:
+                _event(s, self.run_id, "status", status=Status.RUNNING, error=note)
             s.commit()
 
     def record_epoch(self, epoch: int, metrics: dict[str, float], wall_seconds: float,
@@ -170,16 +180,17 @@ class Lease:
 
     def end(self, status: Status, error: str | None = None, traceback: str | None = None,
             has_artifacts: bool = False) -> bool:
-        """running → finished | failed | cancelled. False if the run was not ours any more."""
+        """running → finished | failed | cancelled. False if the run was not ours any more.
+        Without an `error`, the run keeps what `start` noted (the claim cleared anything older)."""
         with self._session() as s:
-            values: dict[str, Any] = dict(status=status, finished_at=utcnow(), error=error,
-                                          traceback=traceback, eta_seconds=None, epoch_progress=0.0)
+            values: dict[str, Any] = dict(status=status, finished_at=utcnow(), eta_seconds=None, epoch_progress=0.0)
+            said = {k: v for k, v in (("error", error), ("traceback", traceback)) if v is not None}
             if has_artifacts:
                 values["has_artifacts"] = True
-            if s.execute(update(Run).where(*self._owned()).values(**values)).rowcount != 1:
+            if s.execute(update(Run).where(*self._owned()).values(**values, **said)).rowcount != 1:
                 s.rollback()
                 return False
-            _event(s, self.run_id, "status", status=status, error=error)
+            _event(s, self.run_id, "status", status=status, **({"error": error} if error else {}))
             s.commit()
             return True
 

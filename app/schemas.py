@@ -3,7 +3,8 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer
+from fastapi import Path as PathParam
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_serializer
 
 from app.lineage import diff, preset_config
 from app.models import MAX_ID, Run, RunBase, WorkerBase
@@ -17,6 +18,18 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 MAX_SEEDS = 20  # runs one request may queue as a group of seeds
+
+
+def _digits_only(value):
+    # A path parameter arrives as text, which int() would also read from "1.0", "+1" or " 1":
+    # then /runs/1.0 would address (and DELETE delete) run 1.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be digits only, e.g. 12")
+    return value
+
+
+Digits = BeforeValidator(_digits_only)
+RunId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Run id"), Digits]
 
 
 def _optional(field) -> tuple[Any, Any]:

@@ -3,8 +3,9 @@ per GPU of a machine (`zoolab worker --gpus all`).
 
 If a worker dies, its run is released at once (requeued to resume from its last epoch; see
 app.queue.release_lost) and a new worker takes its place, with a backoff when it keeps dying.
-No error of one round — a database that cannot be written for a while, say — ends the
-supervisor: it logs, waits, and tries again."""
+No error of one round ends the supervisor: when the database cannot be written (locked, full,
+a disk I/O error) the release fails, is logged and tried again after a backoff — the dead
+worker's slot is refilled only once its run is released."""
 
 import logging
 import os
@@ -95,7 +96,8 @@ class Supervisor(threading.Thread):
                 failures = 0
             except Exception:  # the database, most likely: whatever it was, try again later
                 failures += 1
-                log.exception("supervisor round failed (%s in a row); retrying", failures)
+                wait = min(POLL_SECONDS * 2 ** failures, MAX_BACKOFF_SECONDS)
+                log.exception("supervising the worker failed; trying again in %.0f s (%s in a row)", wait, failures)
             self.stopping.wait(min(POLL_SECONDS * 2 ** failures, MAX_BACKOFF_SECONDS))
 
     def alive(self) -> int:

@@ -6,7 +6,10 @@ database is its only channel to the server. The one module of app/ that imports 
 
 Checkpoints: after each epoch `ckpt-<epoch>.pt` is written (app/artifacts.py) before the
 epoch's metrics are committed, so a run taken over after a crash resumes from its last
-committed epoch, with no epoch lost or written twice."""
+committed epoch, with no epoch lost or written twice; if that checkpoint is damaged, from
+the one before it (or from the start), and the run says so. A database that cannot be
+written for a while (locked, full, unreachable) does not end the worker: it lets its run go
+back to the queue once it can, and waits with a growing backoff meanwhile."""
 
 import argparse
 import logging
@@ -21,10 +24,11 @@ import traceback
 import torch
 import torchvision
 from PIL import Image
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app import queue
-from app.artifacts import RunFiles
+from app import faults, queue
+from app.artifacts import DiskFull, RunFiles
 from app.db import make_engine
 from app.migrate import require_current
 from app.models import Run, Status
@@ -39,6 +43,7 @@ from trainer.train import Diverged, Evaluation, Stopped, TrainState, train
 log = logging.getLogger("zoolab.worker")
 MISCLASSIFIED_KEPT = 48
 POLL_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -83,24 +88,35 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.device = pick_device(self.settings.device)
         self.shutting_down = threading.Event()
+        self.dropped: str | None = None  # why a run of ours was left running by a database fault
         torch.set_num_threads(self.settings.threads or default_threads())
 
     def serve(self, until_empty: bool = False) -> int:
         """Claim and train runs until stopped (or until the queue is empty). Returns runs done."""
         queue.register_worker(self.engine, self.name, describe(self.device), **stats(self.device))
-        done = 0
+        done, backoff = 0, POLL_SECONDS
         try:
             while not self.shutting_down.is_set():
-                queue.reap_stale(self.engine, self.settings.stale_seconds, self.settings.max_attempts)
-                lease = queue.claim(self.engine, self.name)
-                if lease is None:
-                    if until_empty:
-                        break
-                    queue.worker_idle(self.engine, self.name, **stats(self.device))
-                    self.shutting_down.wait(POLL_SECONDS)
-                    continue
-                self.execute(lease)
-                done += 1
+                try:
+                    if self.dropped:
+                        queue.release_lost(self.engine, self.settings.max_attempts, worker=self.name,
+                                           reason=self.dropped)
+                        self.dropped = None
+                    queue.reap_stale(self.engine, self.settings.stale_seconds, self.settings.max_attempts)
+                    lease = queue.claim(self.engine, self.name)
+                    if lease is None:
+                        if until_empty:
+                            break
+                        queue.worker_idle(self.engine, self.name, **stats(self.device))
+                        self.shutting_down.wait(POLL_SECONDS)
+                        continue
+                    self.execute(lease)
+                    done += 1
+                    backoff = POLL_SECONDS
+                except OperationalError as e:
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                    log.warning("database unavailable (%s); trying again in %.0f s", _reason(e), backoff)
+                    self.shutting_down.wait(backoff)
         finally:
             queue.worker_stopped(self.engine, self.name)
         return done
@@ -124,12 +140,12 @@ class Worker:
         files = RunFiles(self.settings.artifact_dir, run_id)
         files.remove_partial()  # what a killed worker was writing
         try:
-            resume = None
-            if epochs_done and files.checkpoint(epochs_done).exists():
-                resume = torch.load(files.checkpoint(epochs_done), map_location=self.device, weights_only=False)
-            else:
-                epochs_done, seconds_before = 0, 0.0
-            lease.start(describe(self.device), self._versions(), epochs_done)
+            resume, epochs_done, note = self._resume_point(files, epochs_done)
+            if resume is None:
+                seconds_before = 0.0
+            if note:
+                log.warning("run %s: %s", run_id, note)
+            lease.start(describe(self.device), self._versions(), epochs_done, note)
             data = load(config.dataset, self.settings.data_dir, self.device, self.settings.download)
             reporter = _DatabaseReporter(lease, files, config, seconds_before)
             result = train(config, data, reporter, self.device, resume=resume,
@@ -140,7 +156,7 @@ class Worker:
             weights = reporter.state.model.state_dict() if reporter.state else resume["model"]
             self._write_artifacts(files, data, config, result, weights)
             lease.end(Status.FINISHED, has_artifacts=True)
-            files.keep_only_checkpoint(None)
+            files.prune_checkpoints(None)
         except Stopped:
             if self.shutting_down.is_set():
                 lease.release("worker shut down")
@@ -148,7 +164,13 @@ class Worker:
                 lease.end(Status.CANCELLED)
         except queue.LostRun:
             log.warning("run %s is no longer ours (cancelled, deleted or taken over)", run_id)
-        except (Diverged, DatasetError) as e:
+        except OperationalError as e:
+            # Not the run's fault, and the database would refuse to record it failed anyway:
+            # the run goes back to the queue once the database takes writes again (serve()).
+            self.dropped = f"database unavailable ({_reason(e)})"
+            log.warning("run %s: %s", run_id, self.dropped)
+            raise
+        except (Diverged, DatasetError, DiskFull) as e:
             lease.end(Status.FAILED, error=str(e))
         except Exception as e:
             if _out_of_memory(e):
@@ -163,6 +185,25 @@ class Worker:
             beat.join()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def _resume_point(self, files: RunFiles, epochs_done: int) -> tuple[dict | None, int, str | None]:
+        """The checkpoint to resume from, its epoch, and what was done instead if it was not the
+        last finished epoch's: a damaged (or missing) last checkpoint falls back to the one
+        before it, and without either the run starts over."""
+        problems = []
+        for epoch in range(epochs_done, max(epochs_done - 2, 0), -1):
+            path = files.checkpoint(epoch)
+            try:
+                state = torch.load(path, map_location=self.device, weights_only=False)
+            except FileNotFoundError:
+                problems.append(f"{path.name} is missing")
+                continue
+            except Exception as e:  # truncated or corrupt: torch raises whatever its reader hit
+                problems.append(f"{path.name} is unreadable ({_reason(e).split('. ')[0]})")
+                continue
+            return state, epoch, (f"{'; '.join(problems)}: resumed after epoch {epoch} from {path.name}"
+                                  if problems else None)
+        return None, 0, f"{'; '.join(problems)}: started over from epoch 1" if problems else None
 
     def _write_artifacts(self, files: RunFiles, data: Dataset, config: RunConfig, result: Evaluation,
                          weights: dict) -> None:
@@ -192,12 +233,18 @@ class _DatabaseReporter:
         self.state = state
         _save(self.files, self.files.checkpoint(epoch), state.state_dict())
         self.lease.record_epoch(epoch, metrics, self._wall(), has_checkpoint=True)
+        faults.reached("epoch-committed", self.lease.run_id, epoch)
         _save(self.files, self.files.model, _model_file(self.config, state.model.state_dict()))
-        self.files.keep_only_checkpoint(epoch)
+        self.files.prune_checkpoints(epoch)
 
     def progress(self, epoch: float, fraction: float, train_loss: float, train_acc: float,
                  eta_seconds: float | None) -> None:
         self.lease.record_progress(epoch, fraction, train_loss, train_acc, self._wall(), eta_seconds)
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of an error, without SQLAlchemy's statement and parameters."""
+    return str(getattr(e, "orig", None) or e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def run_gpus(spec: str) -> int:

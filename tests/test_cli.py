@@ -1,6 +1,8 @@
-"""The terminal client against a real server and worker: launch, wait (a line per epoch, the
-exit code says how the run ended), runs, show, cancel; the server's refusals as exit codes a
-shell script can use; and `zoolab serve` refusing to listen beyond 127.0.0.1 without a token.
+"""The `zoolab` command as README (Commands) documents it, run as real processes: every command's
+help; a named worker until the queue is empty; the terminal client against a real server and
+worker — launch, wait (a line per epoch, the exit code says how the run ended), runs, show,
+cancel; the server's refusals as exit codes a shell script can use; and `zoolab serve` refusing
+to listen beyond 127.0.0.1 without a token.
 
     .venv/bin/python -m pytest tests/test_cli.py -q
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack import DATA_DIR, REPO, Stack, free_port, wait_for
+from tests.stack import DATA_DIR, QUICK_RUN, REPO, Stack, free_port, wait_for
 
 SMALL = ["--set", "train_subset=2000", "--set", "test_subset=2000"]
 
@@ -23,6 +25,28 @@ def zoolab(*args: str, timeout: float = 180, env: dict | None = None) -> subproc
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=environment, cwd=REPO)
+
+
+@pytest.mark.parametrize("command, options", [
+    ("worker", ["--name", "--until-empty", "--gpus"]),
+    ("serve", ["--host", "--port", "--token", "--no-worker", "--insecure", "--workers"]),
+    ("db", ["upgrade", "current", "revision"]), ("data", ["DATASET"]),
+    ("launch", ["--epochs", "--set", "--seeds", "--parent", "--wait", "--url", "--token"]),
+    ("runs", ["--status", "--filter"]), ("wait", ["id"]), ("show", ["id"]), ("cancel", ["id"]),
+])
+def test_every_command_has_help(zoolab_env, command, options):
+    done = zoolab(command, "--help", env=zoolab_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert all(option in done.stdout for option in options), done.stdout
+
+
+def test_worker_with_a_name_until_the_queue_is_empty(client, zoolab_env):
+    run_id = client.post("/runs", json=QUICK_RUN).json()["id"]
+    done = zoolab("worker", "--name", "lab-gpu-1", "--until-empty", env=zoolab_env)
+    assert done.returncode == 0, done.stderr
+    run = client.get(f"/runs/{run_id}").json()
+    assert run["status"] == "finished" and run["worker"] == "lab-gpu-1", run
+    assert [(w["name"], w["status"]) for w in client.get("/workers").json()] == [("lab-gpu-1", "stopped")]
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +128,9 @@ def test_serving_beyond_loopback_needs_a_token_or_insecure(tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_gpu_workers_on_a_machine_without_cuda_say_so_and_exit_non_zero(zoolab_env):
+    done = zoolab("worker", "--gpus", "all", env=zoolab_env, timeout=120)
+    assert done.returncode == 1
+    assert "zoolab worker --gpus: this machine has no CUDA device that torch can use" in done.stderr

@@ -6,17 +6,23 @@ killed with real signals.
 
 - a worker SIGKILLed mid-epoch: the supervisor requeues its run at once, a new worker
   resumes it from its last finished epoch; no epoch is lost or written twice;
+- a worker SIGKILLed between its last epoch's commit and that epoch's model.pt (a fault
+  injection point, app/faults.py): the run still serves exactly the last epoch's weights;
 - the server SIGKILLed mid-run: its worker lives on and keeps writing; a restarted server
   shows everything, and an event stream resumed with Last-Event-ID misses nothing;
 - the whole stack stopped with SIGTERM (with a live stream open) and started again: queued
   runs stay queued and are trained, the running run is requeued and resumes;
 - runs that fail (loss NaN, out of memory, a truncated raw or .gz dataset file, a missing
-  one) fail with a clear message, and the same worker process takes the next run, which
-  finishes.
+  one, a label file with a label out of range) fail with a clear message, and the same worker
+  process takes the next run, which finishes — on the repaired file, when it was repaired.
+
+Storage faults (the database unwritable, a full disk, a damaged checkpoint) are in
+tests/test_storage_faults.py.
 """
 
 import contextlib
 import gzip
+import io
 import json
 import os
 import re
@@ -27,8 +33,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
-from tests.stack import DATA_DIR, QUICK_RUN, TERMINAL, Stack, cmdline, group_pids, pid_alive, sse_events, wait_for
+from app.faults import ENV as KILL_AT
+from tests.stack import (
+    DATA_DIR,
+    QUICK_RUN,
+    TERMINAL,
+    Stack,
+    cmdline,
+    group_pids,
+    pid_alive,
+    sse_events,
+    start_worker,
+    wait_for,
+)
 
 # Progress reports several times per epoch, so "mid-epoch" is observable; fast heartbeats.
 FAST = {"ZOOLAB_PROGRESS_SECONDS": "0.3", "ZOOLAB_HEARTBEAT_SECONDS": "0.5"}
@@ -128,6 +147,49 @@ def test_worker_sigkill_mid_epoch_resumes_from_last_finished_epoch(tmp_path, dat
         assert workers[victim["name"]]["status"] == "stopped" and not workers[victim["name"]]["alive"]
         assert workers[done["worker"]]["alive"] and workers[done["worker"]]["pid"] != victim["pid"]
         assert stack.get("/health").json()["workers_alive"] == 1
+
+
+def _weights(source) -> dict[str, torch.Tensor]:
+    saved = torch.load(source, map_location="cpu", weights_only=True)
+    return saved.get("state_dict") or saved["model"]  # model.pt, or a resume checkpoint
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.timeout(300)
+def test_worker_killed_between_last_epoch_commit_and_model_write_still_serves_last_epoch(tmp_path):
+    """Killed after the last epoch is committed (epochs_done = epochs) but before model.pt is
+    written, the run's model.pt still holds the epoch before; the worker that takes the run
+    over has no epoch left to train and must write the last epoch's weights from its checkpoint."""
+    body = {"model": "mnist-3fc-51k", "epochs": 2, "train_subset": 3000, "test_subset": 1000}
+    with Stack(tmp_path, worker=False, env={**FAST, "ZOOLAB_STALE_SECONDS": "2"}) as stack:
+        run_id = stack.post_run(**body)["id"]
+        def worker(name: str, **env: str) -> int:
+            with open(stack.log_path, "ab") as log:
+                return start_worker(name, "--until-empty", cwd=stack.root, stdout=log,
+                                    env={**stack.env, **env}).wait(180)
+
+        assert worker("doomed", **{KILL_AT: f"epoch-committed:{run_id}:2"}) == -signal.SIGKILL, stack.log_tail()
+        files = stack.artifact_dir / str(run_id)
+        last = _weights(files / "ckpt-2.pt")
+        assert stack.query("SELECT status, epochs_done FROM run WHERE id = ?", run_id) == [("running", 2)]
+        assert not _same(_weights(files / "model.pt"), last)  # epoch 1's: killed inside the window
+
+        stack.wait_run(run_id, "queued", timeout=60)  # the server's reaper saw the heartbeat stop
+        assert worker("heir") == 0
+        run = stack.wait_run(run_id, "finished", timeout=10)
+        assert run["attempts"] == 2 and run["worker"] == "heir" and run["error"] is None
+        assert resumed_from(stack, run) == [1, 3]  # (no epoch left: 3 > epochs)
+        served = stack.get(f"/runs/{run_id}/checkpoint")
+        assert served.status_code == 200 and _same(_weights(io.BytesIO(served.content)), last)
+        epochs = stack.get(f"/runs/{run_id}/metrics").json()["epochs"]
+        confusion = stack.get(f"/runs/{run_id}/artifacts").json()["confusion_matrix"]
+        assert sum(confusion[i][i] for i in range(10)) / sum(map(sum, confusion)) == pytest.approx(epochs[-1]["test_acc"])
+        assert [e["epoch"] for e in epochs] == [1, 2]
+        assert sorted(p.name for p in files.iterdir() if p.suffix != ".png") == ["artifacts.json", "model.pt"]
+        assert_each_epoch_once(stack, run_id, 2)
 
 
 # --- the server killed ----------------------------------------------------------------
@@ -322,8 +384,8 @@ def gzipped_and_truncated(link: Path):
             gz.unlink()
 
 
-# A worker keeps each dataset it loaded in memory, so all dataset damage is tried in one
-# test, first in this module, before any run of the module loads MNIST or CIFAR-10.
+# A worker keeps each dataset it loaded in memory until its files change: a damaged file
+# must be noticed even by a worker that has the dataset loaded already.
 
 @pytest.mark.timeout(300)
 def test_damaged_or_missing_dataset_files_fail_naming_them(failing):
@@ -356,6 +418,22 @@ def test_damaged_or_missing_dataset_files_fail_naming_them(failing):
         done = stack.wait_run(stack.post_run(**body)["id"], "finished", timeout=180)
         assert done["worker"] == "capped-worker"
     assert worker.poll() is None
+
+
+@pytest.mark.timeout(300)
+def test_a_label_file_damaged_after_loading_fails_naming_it_and_its_repair_is_used(failing):
+    stack, worker, data = failing
+    stack.wait_run(stack.post_run(**QUICK_RUN)["id"], "finished", timeout=180)  # MNIST loaded and kept
+    labels = data / "MNIST/raw/t10k-labels-idx1-ubyte"
+    content = bytearray(labels.read_bytes())
+    content[8 + 5] = 200  # the 6th test label
+    with replaced(labels, bytes(content)):
+        failed = stack.wait_run(stack.post_run(**QUICK_RUN)["id"], "failed", timeout=180)
+    assert failed["error"].startswith(f"{labels} is damaged: label 200 at index 5 (1 such) is not a class "
+                                      "of mnist (0–9); delete it and fetch it again"), failed["error"]
+    assert failed["traceback"] is None and worker.poll() is None
+    repaired = stack.wait_run(stack.post_run(**QUICK_RUN)["id"], "finished", timeout=180)
+    assert repaired["worker"] == "capped-worker" and repaired["final_test_acc"] > 0.5
 
 
 @pytest.mark.timeout(300)

@@ -4,8 +4,10 @@ against a real `zoolab serve` (real uvicorn URL decoding, real body limit).
 
     ZOOLAB_DATA_DIR=/work/shared/data ZOOLAB_DOWNLOAD=false .venv/bin/python -m pytest tests/test_fuzz.py -q
 
-Nothing may answer 5xx, every JSON answer must match the schema, and no request may read
-a file outside the artifact directory.
+Nothing may answer 5xx, every error is JSON, every JSON answer must match the schema, and no
+request may read a file outside the artifact directory. Among schemathesis' bodies are
+hostile ones: lone surrogates (JSON "\ud800", which no UTF-8 encoder takes) in a field or a
+key, and bodies over the size limit.
 """
 
 import csv
@@ -19,7 +21,7 @@ import hypothesis.strategies as st
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, find, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.python import asgi
 
@@ -51,12 +53,33 @@ def flatmap_path_parameters(context, path_parameters):
     return st.one_of(st.just(path_parameters), existing)
 
 
+LONE_SURROGATES = st.sampled_from(["\ud800", "a\udfffb", "\udc00\ud800", "x" * 300 + "\ud8ff"])
+OVER_THE_LIMIT = "x" * get_settings().max_body_bytes
+
+
 @schema.hook
 def flatmap_body(context, body):
-    """Half the time a model id of the zoo, so some generated runs are valid and created."""
-    if not isinstance(body, dict) or "model" not in body:
+    """The schema's body, or one of its hostile variants: a model id of the zoo (so some
+    generated runs are valid and created), a lone surrogate as a field's value or as a key,
+    or a string that takes the body over the size limit."""
+    if not isinstance(body, dict):
         return st.just(body)
-    return st.one_of(st.just(body), st.sampled_from(sorted(PRESETS)).map(lambda m: {**body, "model": m}))
+    fields = st.sampled_from(sorted({*body, "name", "model", "dataset", "optimizer", "epochs"}))
+    variants = [st.just(body),
+                st.tuples(fields, LONE_SURROGATES).map(lambda kv: {**body, kv[0]: kv[1]}),
+                LONE_SURROGATES.map(lambda key: {**body, key: 1}),
+                fields.map(lambda key: {**body, key: OVER_THE_LIMIT})]
+    if "model" in body:
+        variants.append(st.sampled_from(sorted(PRESETS)).map(lambda m: {**body, "model": m}))
+    return st.one_of(variants)
+
+
+def errors_are_json(ctx, response, case):
+    """Every error names its problem in JSON: {"detail": ...}."""
+    if response.status_code >= 400:
+        assert response.headers.get("content-type", [""])[0].startswith("application/json"), \
+            (response.status_code, response.headers, response.content[:200])
+        assert "detail" in json.loads(response.content)
 
 ARTIFACTS = {"class_names": [str(i) for i in range(10)],
              "confusion_matrix": [[5 if i == j else 0 for j in range(10)] for i in range(10)],
@@ -114,7 +137,19 @@ def fuzz_db(tmp_path):
                                  HealthCheck.function_scoped_fixture])
 def test_api_schema(fuzz_db, case):
     assert str(fuzz_db) in get_settings().database_url
-    case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+    case.call_and_validate(checks=[not_a_server_error, response_schema_conformance, errors_are_json])
+
+
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
+def test_fuzzing_bodies_include_surrogates_and_bodies_over_the_limit():
+    strategy = flatmap_body(None, {"model": "mnist-logreg", "epochs": 1})
+    def has_surrogate(body):
+        return any(isinstance(t, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in t)
+                   for kv in body.items() for t in kv)
+    assert has_surrogate(find(strategy, has_surrogate))
+    huge = find(strategy, lambda b: len(json.dumps(b)) > get_settings().max_body_bytes)
+    assert len(json.dumps(huge)) > get_settings().max_body_bytes
+    assert find(strategy, lambda b: b.get("model") == "cifar-vgg-179k")
 
 
 def test_fuzzing_covers_every_operation_but_the_streams():
@@ -224,25 +259,71 @@ def test_malformed_ids_are_422(server, run_id):
     assert json.loads(body)["detail"][0]["loc"] == ["path", "run_id"]
 
 
+@pytest.mark.parametrize("loose", ["1.0", "+1", "%201", "1%20", "%2B1", "01.0", "1_0", "%091"])
+def test_loose_ids_are_refused_on_every_route(server, loose):
+    """int() would read each of these as run 1 (or 10); an id is digits only."""
+    run_id = server.ids[0]
+    assert loose.replace("1", "") != loose and run_id == 1
+    for template in RUN_PATHS:
+        status, body = raw(server, "GET", template.format(loose))
+        assert status == 422, (template, loose, status, body[:200])
+        assert json.loads(body)["detail"][0]["loc"] == ["path", "run_id"]
+    status, body = raw(server, "GET", f"/runs/1/misclassified/{loose.replace('1', '0')}.png")
+    assert status == 422, (loose, status, body[:200])
+    for method, template in (("POST", "/runs/{}/cancel"), ("POST", "/runs/{}/retry"), ("DELETE", "/runs/{}")):
+        status, body = raw(server, method, template.format(loose))
+        assert status == 422, (method, loose, status, body[:200])
+    assert server.run(run_id)["status"] == "finished"  # not deleted, not retried
+
+
 def _post(server, body: str | bytes, **headers) -> tuple[int, bytes]:
     return raw(server, "POST", "/runs", body, {"Content-Type": "application/json", **headers})
 
 
-def test_oversized_bodies_are_413_and_nothing_is_created(server):
-    total = server.get("/runs").json()["total"]
-    big = json.dumps({"model": "mnist-logreg", "name": "a" * 200_000})
-    assert _post(server, big)[0] == 413
-    # The same without a Content-Length: a chunked body is cut off at the limit too.
-    with server.client() as c:
-        chunks = (b'{"model": "mnist-logreg", "name": "', *([b"a" * 4096] * 64), b'"}')
-        assert c.post("/runs", content=iter(chunks), headers={"Content-Type": "application/json"}).status_code == 413
-    # A Content-Length announcing a huge body is refused before any of it is read.
+def _json_413(status: int, content_type: str, body: bytes) -> None:
+    assert (status, content_type) == (413, "application/json"), (status, content_type, body[:200])
+    assert json.loads(body) == {"detail": "request body over the limit of 65536 bytes (ZOOLAB_MAX_BODY_BYTES)"}
+
+
+def _announce(server, length: int) -> tuple[int, str, bytes]:
+    """Headers announcing a body of `length` bytes, and none of it: the answer must not wait for it."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(b"POST /runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000000000000\r\n\r\n")
-        assert sock.recv(100).startswith(b"HTTP/1.1 413")
+                     b"Content-Length: %d\r\n\r\n" % length)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.getheader("content-type"), response.read()
+
+
+def test_oversized_bodies_are_413_json_and_nothing_is_created(server):
+    total = server.get("/runs").json()["total"]
+    with server.client() as c:
+        for body in (json.dumps({"model": "mnist-logreg", "name": "a" * 1_000_000}),  # a 1 MB name
+                     '{"model": "mnist-logreg", "name": ' + "[" * 100_000 + "]" * 100_000 + "}",  # 100k deep
+                     "[" * 100_000 + "]" * 100_000):
+            r = c.post("/runs", content=body, headers={"Content-Type": "application/json"})
+            _json_413(r.status_code, r.headers["content-type"], r.content)
+        # The same without a Content-Length: a chunked body is cut off at the limit too.
+        chunks = (b'{"model": "mnist-logreg", "name": "', *([b"a" * 4096] * 64), b'"}')
+        r = c.post("/runs", content=iter(chunks), headers={"Content-Type": "application/json"})
+        _json_413(r.status_code, r.headers["content-type"], r.content)
+    # A Content-Length announcing a huge body is refused before any of it is read.
+    for length in (50_000_000, 10**12):
+        _json_413(*_announce(server, length))
     assert server.get("/runs").json()["total"] == total
     assert server.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("method, path, body, status", [
+    ("GET", "/no-such-page", None, 404), ("GET", "/runs/999999", None, 404), ("PUT", "/runs/1", None, 405),
+    ("PATCH", "/runs", None, 405), ("GET", "/runs/abc", None, 422), ("POST", "/runs", "{", 422),
+    ("POST", "/runs", '{"model": "mnist-logreg", "epochs": 0}', 422), ("POST", "/runs/999999/retry", None, 404),
+    ("POST", "/runs/1/retry", None, 409), ("GET", "/runs?limit=0", None, 422),
+])
+def test_every_error_is_json(server, method, path, body, status):
+    got, answer = raw(server, method, path, body, {"Content-Type": "application/json"} if body else None)
+    assert got == status, (got, answer[:200])
+    assert json.loads(answer)["detail"]
 
 
 @pytest.mark.parametrize("depth", [100, 1_000, 20_000])
@@ -253,6 +334,26 @@ def test_deeply_nested_json_is_refused_cleanly(server, depth):
         status, answer = _post(server, body)
         assert 400 <= status < 500 and status != 404, (depth, status, answer[:200])
     assert server.get("/health").status_code == 200
+
+
+LONE_SURROGATE = '"a\\ud800b"'  # JSON text for a string holding a lone surrogate
+
+
+@pytest.mark.parametrize("field", ["name", "dataset", "optimizer", "epochs", "model", "unknown"])
+def test_a_lone_surrogate_is_a_422_anywhere_in_the_body(server, field):
+    if field == "model":
+        body = '{"model": ' + LONE_SURROGATE + "}"
+    elif field == "unknown":  # as a key
+        body = '{"model": "mnist-logreg", ' + LONE_SURROGATE + ": 1}"
+    else:
+        body = '{"model": "mnist-logreg", "' + field + '": ' + LONE_SURROGATE + "}"
+    total = server.get("/runs").json()["total"]
+    status, answer = _post(server, body)
+    assert status == 422, (field, status, answer[:300])
+    error = json.loads(answer)["detail"][0]
+    assert error["loc"][-1] == (field if field != "unknown" else "body"), error
+    assert "a\\ud800b" in error.get("input", error["msg"]), error  # echoed back escaped
+    assert server.get("/runs").json()["total"] == total
 
 
 @pytest.mark.parametrize("field, value", [

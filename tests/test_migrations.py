@@ -18,6 +18,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel
 
 from app import migrate
@@ -76,6 +78,18 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path):
         metrics = stack.get("/runs/1/metrics").json()
         assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
         assert metrics["epochs"][-1]["test_acc"] == pytest.approx(runs[0]["final_test_acc"])
+        # The run table was rebuilt (0002) with every metric kept, and ids are not reused any
+        # more: not the newest run's once deleted, nor any id a run's events were written under.
+        assert _autoincrement(db)
+        highest = max(r["run_id"] or 0 for r in before["event"])
+        assert highest == max(r["id"] for r in before["run"]) == 7
+        doomed = stack.post_run(model="mnist-logreg", name="deleted at once")["id"]
+        assert doomed == highest + 1
+        stack.post(f"/runs/{doomed}/cancel")
+        assert stack.api.delete(f"/runs/{doomed}").status_code == 204
+        after = stack.post_run(model="mnist-logreg", name="after the delete")["id"]
+        assert after == doomed + 1
+        stack.post(f"/runs/{after}/cancel")  # not for the worker below
         # The queued runs of the old database are trained by the new worker.
         queued = [r["id"] for r in runs if r["status"] == "queued"]
         assert len(queued) == 2
@@ -94,6 +108,15 @@ def test_migrations_build_exactly_the_models_schema(database_url):
     with make_engine(database_url).begin() as connection:
         command.upgrade(migrate._config(connection), "head")
     assert _schema_diff(database_url) == []
+    if database_url.startswith("sqlite"):  # (which compare_metadata does not see)
+        assert _autoincrement(Path(database_url.removeprefix("sqlite:///")))
+    assert "AUTOINCREMENT" in str(CreateTable(SQLModel.metadata.tables["run"]).compile(dialect=sqlite.dialect()))
+
+
+def _autoincrement(db: Path) -> bool:
+    with sqlite3.connect(db) as con:
+        (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = 'run'").fetchall()
+    return "AUTOINCREMENT" in sql
 
 
 @pytest.mark.both_databases

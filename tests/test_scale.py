@@ -28,9 +28,8 @@ FAST = {"ZOOLAB_HEARTBEAT_SECONDS": "0.3", "ZOOLAB_STALE_SECONDS": "3", "ZOOLAB_
 
 
 def test_serve_supervises_n_workers_that_report_their_device(tmp_path):
-    with Stack(tmp_path, args=["--workers", "2"]) as stack:
-        workers = wait_for(lambda: (w := [x for x in stack.workers() if x["alive"]]) and len(w) == 2 and w,
-                           60, "two workers alive")
+    with Stack(tmp_path, args=["--workers", "2"]).start(workers=2) as stack:
+        workers = [w for w in stack.workers() if w["alive"]]
         for worker in workers:
             assert worker["device"].startswith("cpu (") and worker["utilization"] is None
             assert 0 < worker["memory_used_bytes"] < worker["memory_total_bytes"]

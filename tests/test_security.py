@@ -6,7 +6,9 @@
 - without a token (the default) the API is open; with `--token` (or ZOOLAB_TOKEN) every
   POST and DELETE of the schema needs `Authorization: Bearer <token>` (401 without or with
   a wrong one, and nothing changes), while every read stays open;
-- no CORS headers at all unless ZOOLAB_CORS_ORIGINS is set, and then only for those origins.
+- no CORS headers at all unless ZOOLAB_CORS_ORIGINS is set, and then only for those origins;
+- a browser's state-changing request from another site (its Origin, or Sec-Fetch-Site) is
+  refused with or without a token, unless its origin is one of ZOOLAB_CORS_ORIGINS.
 """
 
 import base64
@@ -231,3 +233,48 @@ def test_cors_only_for_configured_origins(token_server):
         r = _preflight(token_server, origin)
         assert r.status_code >= 400 and "access-control-allow-origin" not in r.headers, origin
         assert "access-control-allow-origin" not in token_server.get("/runs", headers={"Origin": origin}).headers
+
+
+# --- cross-site requests ----------------------------------------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what a plain HTML form posts, no preflight
+
+
+def _changes(client: httpx.Client, run_id: int, headers: dict) -> list[httpx.Response]:
+    return [client.post(f"/runs/{run_id}/cancel", headers={**FORM, **headers}, content=b"x=1"),
+            client.post(f"/runs/{run_id}/retry", headers={**FORM, **headers}),
+            client.delete(f"/runs/{run_id}", headers=headers),
+            client.post("/runs", headers={**FORM, **headers}, content=b'{"model": "mnist-logreg"}')]
+
+
+def test_cross_site_changes_are_refused_without_a_token(open_server):
+    """With no token, a page on any other site could cancel, retry or delete runs through its
+    visitor's browser: refused by the origin the browser names."""
+    own = open_server.url
+    with httpx.Client(base_url=own, timeout=30) as browser:
+        run_id = browser.post("/runs", json=QUICK_RUN).json()["id"]
+        before = browser.get("/runs").json()
+        for headers in ({"Origin": EVIL}, {"Origin": "null"}, {"Origin": f"http://127.0.0.1:{open_server.port + 1}"},
+                        {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "cross-site"},
+                        {"Sec-Fetch-Site": "same-site"}):
+            for r in _changes(browser, run_id, headers):
+                assert r.status_code == 403, (headers, r.request.method, r.request.url, r.status_code, r.text)
+                assert r.json()["detail"].startswith("cross-site request refused"), r.text
+        assert browser.get("/runs").json() == before  # nothing changed
+        # The dashboard itself (same origin) and clients that are not browsers (no Origin) go on.
+        same = {"Origin": own, "Sec-Fetch-Site": "same-origin"}
+        assert browser.post(f"/runs/{run_id}/cancel", headers=same).status_code == 200
+        assert browser.post(f"/runs/{run_id}/retry").status_code == 200
+        assert browser.post("/runs", json=QUICK_RUN, headers=same).status_code == 201
+        assert browser.post(f"/runs/{run_id}/cancel", headers={"Sec-Fetch-Site": "none"}).status_code == 200
+        assert browser.delete(f"/runs/{run_id}", headers={"Origin": own}).status_code == 204
+
+
+def test_cross_site_changes_need_an_allowed_origin_even_with_the_token(token_server):
+    with token_server.client() as c:  # with the token
+        for origin in (EVIL, DASHBOARD + ".evil.example"):
+            r = c.post("/runs", json=QUICK_RUN, headers={"Origin": origin})
+            assert r.status_code == 403 and "cross-site" in r.json()["detail"], (origin, r.text)
+        r = c.post("/runs", json=QUICK_RUN, headers={"Origin": DASHBOARD, "Sec-Fetch-Site": "cross-site"})
+        assert r.status_code == 201, r.text  # ZOOLAB_CORS_ORIGINS allows the dashboard's origin
+        assert c.delete(f"/runs/{r.json()['id']}", headers={"Origin": "http://localhost:5173"}).status_code == 204

@@ -1,6 +1,9 @@
 """Datasets as whole uint8 tensors on the training device.
 
-A dataset is loaded once per worker process and kept (on its device) between runs.
+A dataset is loaded once per worker process and kept (on its device) between runs, as long
+as its files stay as they were (same size and modification time); a dataset that fails to
+load is never kept. Every label is checked to name a class and every image file to hold
+bytes (0–255), so a damaged file fails here, by its name, not as an error deep in training.
 Sources, in order: the files in the data directory in their published layouts
 (torchvision's MNIST/FashionMNIST `raw/` IDX files; CIFAR-10's official binary version,
 or torchvision's python version), Debian's `dataset-fashion-mnist` package (the places are
@@ -53,6 +56,18 @@ def normalizer(name: str, channels: int, device: torch.device):
     return lambda x: x.float().mul_(scale).add_(shift)
 
 
+def _check_labels(labels: np.ndarray, source: Path, dataset: str) -> None:
+    classes = len(DATASETS[dataset].class_names)
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise DatasetError(f"{source} is damaged: label {int(labels[bad[0]])} at index {int(bad[0])} "
+                           f"({bad.size} such) is not a class of {dataset} (0–{classes - 1}); "
+                           "delete it and fetch it again")
+
+
+IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes: pixels 0-255, labels
+
+
 def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -62,6 +77,9 @@ def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
         raise DatasetError(f"{path} is damaged or truncated ({e}); delete it and fetch it again") from e
     if len(raw) < 4 + 4 * expect_ndim:
         raise DatasetError(f"{path} is truncated: {len(raw)} bytes, not an IDX file")
+    if raw[:3] != bytes([0, 0, IDX_UBYTE]):
+        raise DatasetError(f"{path} is damaged: its header {raw[:4].hex()} is not that of an IDX file of "
+                           f"bytes (00 00 08 0{expect_ndim}); delete it and fetch it again")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = 4 + 4 * ndim + int(np.prod(dims))
@@ -71,9 +89,10 @@ def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _idx_split(place: Place, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _idx_split(name: str, place: Place, split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = (place.path(f) for f in IDX_FILES[split])
     x, y = _read_idx(images, 3), _read_idx(labels, 1)
+    _check_labels(y, labels, name)
     if len(x) != len(y):
         raise DatasetError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
     return x[:, None], y
@@ -95,7 +114,7 @@ def _load_mnist_like(name: str, data_dir: Path, download: bool):
         raise DatasetError(f"{name} not found: looked for {wanted} (optionally .gz) in "
                            f"{', '.join(str(c.folder) for c in candidates)}. Set ZOOLAB_DATA_DIR to a folder "
                            f"holding {folder}/raw/, or allow downloads (ZOOLAB_DOWNLOAD=true){hint}.")
-    return (*_idx_split(found, "train"), *_idx_split(found, "test"))
+    return (*_idx_split(name, found, "train"), *_idx_split(name, found, "test"))
 
 
 CIFAR_RECORD = 3073
@@ -107,7 +126,9 @@ def _read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"{path} is truncated or damaged: {raw.size} bytes is not a whole number of "
                            f"{CIFAR_RECORD}-byte records; delete it and fetch CIFAR-10 again")
     records = raw.reshape(-1, CIFAR_RECORD)
-    return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
+    labels = records[:, 0].astype(np.int64)
+    _check_labels(labels, path, "cifar10")
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
 
 
 def _load_cifar10(data_dir: Path, download: bool):
@@ -124,6 +145,11 @@ def _load_cifar10(data_dir: Path, download: bool):
             sets = [datasets.CIFAR10(root=str(data_dir), train=t, download=download) for t in (True, False)]
         except RuntimeError as e:
             raise DatasetError(f"cifar10 in {py_dir} is unusable ({e}); delete it and fetch it again") from e
+        for s, source in zip(sets, (py_dir / "data_batch_*", py_dir / "test_batch")):
+            if s.data.dtype != np.uint8:
+                raise DatasetError(f"{source} is damaged: images of {s.data.dtype}, not bytes (0–255); "
+                                   "delete it and fetch it again")
+            _check_labels(np.asarray(s.targets), source, "cifar10")
         return (*(x for s in sets[:1] for x in (s.data.transpose(0, 3, 1, 2), np.asarray(s.targets))),
                 sets[1].data.transpose(0, 3, 1, 2), np.asarray(sets[1].targets))
     raise DatasetError(f"cifar10 not found: missing {', '.join(binary.missing())} in {binary.folder} "
@@ -132,21 +158,38 @@ def _load_cifar10(data_dir: Path, download: bool):
                        f"holding one of them, or allow downloads (ZOOLAB_DOWNLOAD=true).")
 
 
-_CACHE: dict[tuple[str, str, str], Dataset] = {}
+# (dataset, data dir, device) -> (the files' signature when loaded, the dataset)
+_CACHE: dict[tuple[str, str, str], tuple[tuple, Dataset]] = {}
+
+
+def _signature(name: str, data_dir: Path) -> tuple:
+    """(path, size, modification time) of each file the dataset would be read from; () if not found."""
+    for place in places(name, data_dir):
+        if not place.missing():
+            return tuple((str(f), (st := f.stat()).st_size, st.st_mtime_ns)
+                         for f in map(place.path, place.files))
+    return ()
 
 
 def load(name: str, data_dir: Path, device: torch.device, download: bool = False) -> Dataset:
-    """The dataset as tensors on `device`, loaded once per process."""
-    key = (name, str(Path(data_dir).resolve()), str(device))
-    if key not in _CACHE:
-        if name not in DATASETS:
-            raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
-        loader = _load_cifar10 if name == "cifar10" else partial(_load_mnist_like, name)
-        arrays = loader(Path(data_dir), download)
-        train_x, train_y, test_x, test_y = (torch.from_numpy(np.array(a)) for a in arrays)
-        _CACHE[key] = Dataset(name, train_x.to(device), train_y.long().to(device),
-                              test_x.to(device), test_y.long().to(device), DATASETS[name].class_names)
-    return _CACHE[key]
+    """The dataset as tensors on `device`, loaded once per process and again when its files change."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
+    data_dir = Path(data_dir)
+    key = (name, str(data_dir.resolve()), str(device))
+    signature = _signature(name, data_dir)
+    cached = _CACHE.pop(key, None)  # a changed file: the old tensors go before the new ones load
+    if cached and signature and cached[0] == signature:
+        _CACHE[key] = cached
+        return cached[1]
+    del cached
+    loader = _load_cifar10 if name == "cifar10" else partial(_load_mnist_like, name)
+    arrays = loader(data_dir, download)
+    train_x, train_y, test_x, test_y = (torch.from_numpy(np.array(a)) for a in arrays)
+    dataset = Dataset(name, train_x.to(device), train_y.long().to(device),
+                      test_x.to(device), test_y.long().to(device), DATASETS[name].class_names)
+    _CACHE[key] = (signature or _signature(name, data_dir), dataset)  # (a download made the files)
+    return dataset
 
 
 def main(argv=None) -> int:

@@ -27,10 +27,12 @@ from app.models import MAX_ID, Metric, Progress, Run, Status
 from app.schemas import (
     MAX_SEEDS,
     ArtifactsRead,
+    Digits,
     EpochRead,
     MetricsRead,
     ProgressRead,
     RunCreated,
+    RunId,
     RunPage,
     RunRead,
     RunRequest,
@@ -40,8 +42,7 @@ from trainer.config import DATASETS, ConfigError, RunConfig, UnknownModel, group
 
 router = APIRouter(tags=["runs"])
 
-RunId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Run id")]
-ImageIndex = Annotated[int, PathParam(ge=0, le=10_000)]
+ImageIndex = Annotated[int, PathParam(ge=0, le=10_000), Digits]
 
 
 def _get_run(session: Session, run_id: int) -> Run:
@@ -270,8 +271,10 @@ def _replay_batch(cursor: int | None, run_id: int | None):
     # pooled connection while waiting for an executor thread, and many streams opening at
     # once (tabs reconnecting after a restart) then starve the pool until it times out.
     with Session(get_engine()) as s:
-        if cursor is None:
-            cursor = last_event_id(s)
+        newest = last_event_id(s)
+        # A cursor past the newest event (the client saw a database since reset) would
+        # skip everything until the table caught up with it: it starts from now instead.
+        cursor = newest if cursor is None else min(cursor, newest)
         missed, seen = fetch(s, cursor, run_id)
         return cursor, missed, seen
 

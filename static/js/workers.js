@@ -24,7 +24,8 @@ function render(health, workers) {
   pill.textContent = alive
     ? `${alive} worker${alive > 1 ? 's' : ''}${busy.length ? ` · ${busy.length} busy` : ' · idle'}`
     : 'no worker';
-  pill.title = workers.map((w) => `${w.name} (${w.device || '?'}): ${w.status}${w.current_run_id ? ` #${w.current_run_id}` : ''}`).join('\n');
+  pill.title = 'Workers: click for their devices';
+  renderPanel(workers);
   banner.hidden = alive > 0;
   if (!alive) {
     const lost = workers.filter((w) => !w.alive).map((w) => esc(w.name));
@@ -32,6 +33,24 @@ function render(health, workers) {
       + 'run <code>zoolab worker</code> (or restart <code>zoolab serve</code>, which supervises one).'
       + (lost.length ? ` Last seen: ${lost.join(', ')}.` : '');
   }
+}
+
+function gib(bytes) {
+  return typeof bytes === 'number' ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : '—';
+}
+
+// The workers, alive first: device, memory (a GPU's, or the worker process's on a CPU), GPU use.
+function renderPanel(workers) {
+  const rows = [...workers].sort((a, b) => Number(b.alive) - Number(a.alive)).map((w) => `
+    <tr data-testid="worker-${esc(w.name)}" class="${w.alive ? '' : 'muted'}">
+      <td>${esc(w.name)}</td><td>${esc(w.device || '?')}</td>
+      <td class="num">${gib(w.memory_used_bytes)} of ${gib(w.memory_total_bytes)}</td>
+      <td class="num">${typeof w.utilization === 'number' ? `${Math.round(w.utilization)}%` : '—'}</td>
+      <td>${esc(w.alive ? w.status : `${w.status} (not alive)`)}${w.current_run_id ? ` #${w.current_run_id}` : ''}</td>
+    </tr>`).join('');
+  document.getElementById('workers-panel').innerHTML = workers.length
+    ? `<table class="kv-table"><thead><tr><th>worker</th><th>device</th><th>memory</th><th>GPU use</th>
+       <th>status</th></tr></thead><tbody>${rows}</tbody></table>` : '<p class="muted">No worker has started yet.</p>';
 }
 
 export async function poll() {
@@ -45,6 +64,9 @@ export async function poll() {
 }
 
 export function init() {
+  const pill = document.getElementById('worker-status');
+  const panel = document.getElementById('workers-panel');
+  pill.addEventListener('click', () => { panel.hidden = !panel.hidden; });
   poll();
   setInterval(poll, POLL_MS);
   document.addEventListener('visibilitychange', poll);

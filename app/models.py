@@ -75,6 +75,9 @@ class RunBase(SQLModel):
     # trainer.config.group_key of the config: runs that differ only in seed share it. Computed
     # when the run is queued; a migration that changes what a config holds recomputes it.
     group_key: str = Field(default="", max_length=16, index=True)
+    # What a user wrote about the run (rules: app/labels.py).
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class Run(RunBase, table=True):

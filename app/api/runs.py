@@ -73,7 +73,7 @@ def _invalid(loc: tuple, message: str) -> RequestValidationError:
 
 def _seeds(body: RunRequest) -> list[int | None]:
     if body.seeds is None:
-        return [None]
+        return [body.seed]
     if body.seed is not None:
         raise _invalid(("seeds",), "give either seed or seeds, not both")
     seeds = list(range(body.seeds)) if isinstance(body.seeds, int) else list(body.seeds)

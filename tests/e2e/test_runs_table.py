@@ -269,6 +269,7 @@ def test_three_seeds_from_the_form_are_one_group(page, server):
     runs = server.wait_runs(sorted(r["id"] for r in runs))
 
     page.fill("#filter-q", "e2e three seeds")
+    page.wait_for_function("location.hash.includes('q=e2e')")
     page.check("[data-testid=group-toggle]")
     page.wait_for_function("location.hash.includes('groups=1')")
     row = page.locator(f"[data-testid=group-row-{key}]")

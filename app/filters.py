@@ -6,6 +6,8 @@ keys among them:
     ?config.lr=0.0005..0.002          a range, inclusive; either end may be left out
     ?config.grad_clip=none            no value
     ?sort=config.lr&order=asc
+    ?tag=baseline&tag=bn              runs that hold every tag given
+    ?group=3f2a...                    the runs of one group of seeds (a group_key)
 
 A query parameter that is none of these is refused with the list of valid ones, never ignored."""
 
@@ -13,12 +15,13 @@ import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import and_, or_
+from sqlalchemy import String, and_, cast, or_
 
+from app.labels import MAX_TAGS, check_tag
 from app.models import Run, Status
 from trainer.config import DATASETS, RunConfig
 
@@ -27,7 +30,7 @@ CONFIG_KEYS = tuple(k for k in RunConfig.model_fields if k not in ("model", "nam
 COLUMNS = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
            "epochs_done", "total_seconds", "images_per_second", "created_at")
 SORTABLE = (*COLUMNS, *(f"config.{k}" for k in CONFIG_KEYS))
-PLAIN = ("status", "dataset", "model", "q")
+PLAIN = ("status", "dataset", "model", "q", "tag", "group")
 PAGING = ("sort", "order", "limit", "offset")
 
 
@@ -71,6 +74,12 @@ def _config_condition(key: str, text: str):
     return column.as_string().in_([v for v in text.split(",") if v])
 
 
+def _has_tag(tag: str):
+    # Tags are stored as a JSON list of strings that hold no quote, backslash or %
+    # (app/labels.py): the text '"tag"' in the list's JSON is exactly that element.
+    return cast(Run.tags, String).like('%"' + tag.replace("_", "\\_") + '"%', escape="\\")
+
+
 @dataclass
 class RunFilter:
     status: Status | None = None
@@ -78,6 +87,8 @@ class RunFilter:
     model: str | None = None
     q: str | None = None
     config: dict[str, str] | None = None
+    tags: list[str] | None = None
+    group: str | None = None
 
     def apply(self, query):
         if self.status:
@@ -91,12 +102,27 @@ class RunFilter:
             query = query.where(or_(Run.name.ilike(pattern, escape="\\"), Run.model.ilike(pattern, escape="\\")))
         for key, text in (self.config or {}).items():
             query = query.where(_config_condition(key, text))
+        for tag in self.tags or []:
+            query = query.where(_has_tag(tag))
+        if self.group:
+            query = query.where(Run.group_key == self.group)
         return query
 
 
-def run_filter(request: Request) -> RunFilter:
+def run_filter(request: Request,
+               tag: Annotated[list[str] | None, Query(description="runs that hold every tag given")] = None,
+               group: Annotated[str | None, Query(pattern=r"^[0-9a-f]{16}$",
+                                                  description="the runs of one group (a group_key)")] = None,
+               ) -> RunFilter:
     """The request's filters (the plain ones are declared on each route, for the docs, and
     validated there); config.* parsed here; any other query parameter refused."""
+    if len(tag or []) > MAX_TAGS:
+        _refuse("tag", f"{len(tag)} tags given; at most {MAX_TAGS}")
+    for text in tag or []:
+        try:
+            check_tag(text)
+        except ValueError as e:
+            _refuse("tag", str(e))
     allowed = {*PLAIN, *PAGING}
     config = {}
     for key, value in request.query_params.multi_items():
@@ -112,7 +138,8 @@ def run_filter(request: Request) -> RunFilter:
             _refuse(key, f"unknown filter {key[:60]!r}; valid: {valid}")
     params = request.query_params
     return RunFilter(status=params.get("status") or None, dataset=params.get("dataset") or None,
-                     model=params.get("model") or None, q=params.get("q") or None, config=config)
+                     model=params.get("model") or None, q=params.get("q") or None, config=config,
+                     tags=tag or None, group=group)
 
 
 def order_by(sort: str, order: Literal["asc", "desc"]) -> list[Any]:

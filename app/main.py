@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import errors, queue
-from app.api import architectures, groups, lineage, presets, runs, workers, zoo
+from app.api import architectures, bulk, groups, lineage, presets, runs, workers, zoo
 from app.auth import SameSiteWrites
 from app.body_limit import BodyLimit
 from app.db import get_engine
@@ -71,7 +71,8 @@ def create_app() -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     errors.install(app)
-    for module in (runs, groups, lineage, zoo, presets, workers, architectures):
+    # bulk first: its GET /runs/ids would otherwise be taken for GET /runs/{run_id}
+    for module in (bulk, runs, groups, lineage, zoo, presets, workers, architectures):
         app.include_router(module.router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

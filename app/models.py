@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, and_
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, and_, text
 from sqlmodel import Field, SQLModel
 
 # Ids are 32-bit integers on PostgreSQL: a larger one is a bad request, not a database error.
@@ -75,6 +75,10 @@ class RunBase(SQLModel):
     # trainer.config.group_key of the config: runs that differ only in seed share it. Computed
     # when the run is queued; a migration that changes what a config holds recomputes it.
     group_key: str = Field(default="", max_length=16, index=True)
+    # What a user wrote about the run (rules: app/labels.py). Server defaults, as in migration
+    # 0003, so rows inserted without them (bulk inserts) start empty too.
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default=text("'[]'")))
 
 
 class Run(RunBase, table=True):

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import Path as PathParam
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_serializer
 
+from app.labels import MAX_NOTES, MAX_TAGS, TAG_RULE, Name, Notes, Tags
 from app.lineage import diff, preset_config
 from app.models import MAX_ID, Run, RunBase, WorkerBase
 from trainer.config import RunConfig
@@ -78,6 +79,15 @@ class RunRead(RunBase):
             if not changes or all(c.key != "layers" and c.key != "dataset" for c in changes):
                 read.notes_acc, read.notes_seconds = preset.notes_acc, preset.notes_seconds
         return read
+
+
+class RunEdit(BaseModel):
+    """Body of PATCH /runs/{id}: the labels to change; one left out (or null) stays as it is."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Name | None = None
+    notes: Annotated[Notes | None, Field(description=f"free text, at most {MAX_NOTES} characters")] = None
+    tags: Annotated[Tags | None, Field(description=f"the run's whole set of tags, at most {MAX_TAGS}; {TAG_RULE}")] = None
 
 
 class RunCreated(RunRead):

@@ -46,6 +46,13 @@ def test_seeds_queue_a_group_that_differs_only_in_seed(client):
     assert client.get("/runs").json()["total"] == 6
 
 
+def test_a_seed_given_alone_is_the_runs_seed(client):
+    """A re-run with a new seed sends `seed` without `seeds`: it must be kept, not reset to 0."""
+    run = _post(client, seed=5)
+    assert run["config"]["seed"] == 5 and client.get(f"/runs/{run['id']}").json()["config"]["seed"] == 5
+    assert _post(client)["config"]["seed"] == 0
+
+
 def test_config_keys_filter_and_sort_and_unknown_ones_are_refused(client):
     for lr, batch, optimizer in [(0.001, 64, "adam"), (0.005, 128, "sgd"), (0.01, 256, "adam"), (0.05, 64, "adamw")]:
         _post(client, lr=lr, batch_size=batch, optimizer=optimizer)

@@ -75,6 +75,7 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path):
         runs = stack.get("/runs", params={"sort": "id", "order": "asc"}).json()["items"]
         assert [(r["id"], r["name"], r["status"]) for r in runs] == [
             (r["id"], r["name"], r["status"]) for r in before["run"]]
+        assert all(r["notes"] == "" and r["tags"] == [] for r in runs)  # 0003: labels start empty
         metrics = stack.get("/runs/1/metrics").json()
         assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
         assert metrics["epochs"][-1]["test_acc"] == pytest.approx(runs[0]["final_test_acc"])
@@ -132,8 +133,9 @@ def test_a_first_release_run_upgrades_on_either_database(database_url):
                         "has_artifacts) VALUES ('old', 'mnist-3fc-bn1-51k', 'mnist', 'queued', ?, 51490, "
                         "CURRENT_TIMESTAMP, 0, false, 4, 0, 0, 0, false, false)", json.dumps(config))
     assert migrate.upgrade(engine) == migrate.BASELINE
-    (stored, key), = query(database_url, "SELECT config, group_key FROM run")
+    (stored, key, notes, tags), = query(database_url, "SELECT config, group_key, notes, tags FROM run")
     stored = json.loads(stored)
+    assert (notes, json.loads(tags)) == ("", [])
     assert stored == {**config, "layers": list(PRESETS["mnist-3fc-bn1-51k"].layers)}
     assert key == group_key(stored) and migrate.current(engine) == migrate.head()
     assert _schema_diff(database_url) == []

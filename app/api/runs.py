@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from app import presets, queue
+from app import labels, presets, queue
 from app.artifacts import RunFiles
 from app.auth import Authorized
 from app.db import SessionDep, WriteSessionDep, get_engine
@@ -32,6 +32,7 @@ from app.schemas import (
     MetricsRead,
     ProgressRead,
     RunCreated,
+    RunEdit,
     RunId,
     RunPage,
     RunRead,
@@ -73,7 +74,7 @@ def _invalid(loc: tuple, message: str) -> RequestValidationError:
 
 def _seeds(body: RunRequest) -> list[int | None]:
     if body.seeds is None:
-        return [None]
+        return [body.seed]
     if body.seed is not None:
         raise _invalid(("seeds",), "give either seed or seeds, not both")
     seeds = list(range(body.seeds)) if isinstance(body.seeds, int) else list(body.seeds)
@@ -145,7 +146,7 @@ def list_runs(session: SessionDep, filters: Filters, status_: StatusFilter = Non
 
 CSV_COLUMNS = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
                "epochs_done", "epochs_total", "total_seconds", "images_per_second", "created_at",
-               "notes_acc", "notes_seconds", "parent_id", "group_key", "changes")
+               "notes_acc", "notes_seconds", "parent_id", "group_key", "changes", "tags", "notes")
 
 
 def _csv(rows: list[dict], columns) -> str:
@@ -166,6 +167,7 @@ def export_runs(session: SessionDep, filters: Filters, status_: StatusFilter = N
     for run in session.execute(filters.apply(select(Run)).order_by(*order_by(sort, order))).scalars():
         row = RunRead.of(run, presets=known).model_dump(mode="json")
         row["changes"] = "; ".join(row["changes"])
+        row["tags"] = " ".join(row["tags"])
         row.update({f"config.{k}": run.config.get(k) for k in CONFIG_KEYS})
         row["config.layers"] = " | ".join(run.config.get("layers") or [])
         rows.append(row)
@@ -232,6 +234,14 @@ def download_checkpoint(run_id: RunId, session: SessionDep) -> FileResponse:
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no checkpoint yet")
     return FileResponse(path, media_type="application/octet-stream", filename=f"run-{run.id}.pt")
+
+
+@router.patch("/runs/{run_id}", response_model=RunRead, dependencies=[Authorized],
+              description="Change a run's name, notes or tags; what is left out stays. Tags: " + labels.TAG_RULE)
+def edit_run(run_id: RunId, body: RunEdit, session: WriteSessionDep) -> RunRead:
+    if not labels.edit(session, run_id, **body.model_dump(exclude_none=True)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
+    return RunRead.of(_get_run(session, run_id), queue.queue_positions(session), presets.all_presets(session))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunRead, dependencies=[Authorized])

@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app import presets
+from app import filters, presets
 from app.db import SessionDep
 from trainer import config
 from trainer.zoo import describe
@@ -22,4 +22,6 @@ def list_zoo(session: SessionDep) -> list[dict[str, Any]]:
 def zoo_options() -> dict[str, Any]:
     return {"datasets": config.DATASETS, "optimizers": config.OPTIMIZERS, "schedulers": config.SCHEDULERS,
             "augments": config.AUGMENTS, "normalizations": config.NORMALIZATIONS,
-            "limits": {k: list(v) for k, v in config.LIMITS.items()}}
+            "limits": {k: list(v) for k, v in config.LIMITS.items()},
+            # the run config's keys that GET /runs filters and sorts on, "number" or "text"
+            "config_keys": {k: "number" if filters.NUMERIC[k] else "text" for k in filters.CONFIG_KEYS}}

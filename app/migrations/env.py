@@ -1,6 +1,10 @@
 """Alembic's environment for zoolab. Migrations always run on a connection handed over by
 app/migrate.py (which holds the database's write lock while they run); the command line is
-`zoolab db upgrade | current | revision`."""
+`zoolab db upgrade | current | revision`.
+
+On SQLite a batch operation may rebuild a table: one on `run` must pass
+`table_kwargs={"sqlite_autoincrement": True}` (revision 0003), or ids could be reused again
+(tests/test_migrations.py checks it)."""
 
 from alembic import context
 from sqlmodel import SQLModel

@@ -84,10 +84,12 @@ export async function api(path, { method = 'GET', body, signal } = {}, retried =
 
 export const post = (path, body) => api(path, { method: 'POST', body });
 
+// An array is a repeated parameter (?tag=a&tag=b).
 export function query(params) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
-    if (v !== '' && v !== null && v !== undefined) qs.set(k, v);
+    if (Array.isArray(v)) v.forEach((item) => qs.append(k, item));
+    else if (v !== '' && v !== null && v !== undefined) qs.set(k, v);
   }
   const s = qs.toString();
   return s ? `?${s}` : '';
@@ -106,10 +108,21 @@ export function loadOptions() {
   return optionsPromise;
 }
 
-// Launch a copy of a run: its stored config is the request. Keys the stored config holds but
-// POST /runs does not accept (the server says which: "extra_forbidden") are dropped once.
+// The smallest seed that no run of the run's group has (GET /groups?group=KEY lists its seeds),
+// so a re-run adds a seed to the group. Two re-runs at the same moment may pick the same one.
+async function freeSeed(run) {
+  const { items } = await api(`/groups${query({ group: run.group_key, limit: 1 })}`);
+  const used = new Set(items[0]?.seeds ?? [run.config?.seed ?? 0]);
+  let seed = 0;
+  while (used.has(seed)) seed += 1;
+  return seed;
+}
+
+// Launch a copy of a run with a new seed: its stored config is the request. Keys the stored
+// config holds but POST /runs does not accept (the server says which: "extra_forbidden") are
+// dropped once.
 export async function relaunch(run) {
-  const body = { ...(run.config || {}), model: run.model };
+  const body = { ...(run.config || {}), model: run.model, seed: await freeSeed(run) };
   try {
     return await post('/runs', body);
   } catch (e) {

@@ -17,6 +17,7 @@ const GROUPS = [
     { key: 'epochs', label: 'Epochs', type: 'int', limit: 'epochs' },
     { key: 'batch_size', label: 'Batch size', type: 'int', limit: 'batch_size' },
     { key: 'seed', label: 'Seed', type: 'int', placeholder: 'preset default' },
+    { key: 'seeds', label: 'Seeds', type: 'int', placeholder: '1', hint: 'a group: seeds 0…N−1' },
   ]],
   ['Optimiser', [
     { key: 'optimizer', label: 'Optimiser', type: 'select', options: 'optimizers' },
@@ -167,6 +168,7 @@ function formBody() {
     }
     if (JSON.stringify(v) !== JSON.stringify(f.def ?? null)) body[f.key] = v;
   }
+  if (body.seeds === 1) delete body.seeds; // one run is no group (any other value: the server checks it)
   return body;
 }
 

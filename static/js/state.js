@@ -1,5 +1,6 @@
 // The page's state lives in the URL hash (#view=compare&sel=3,7&sort=params...), so a reload
 // or a shared link restores it. Views read it with readState() and change it with setState().
+// The runs table's filters on the run config are `config.KEY=VALUE` params, held as state.config.
 
 const DEFAULTS = {
   view: 'runs',
@@ -7,6 +8,10 @@ const DEFAULTS = {
   dataset: '',      // runs table filters
   status: '',
   q: '',
+  tag: '',          // tags a run must all hold, comma-separated
+  cols: '',         // picked columns of the runs table: config keys and `changes`, comma-separated
+  groups: '',       // '1': the runs table shows groups of seeds
+  config: {},       // filters on the run config: {lr: '0.001..0.01'}
   sort: 'id',
   order: 'desc',
   offset: 0,
@@ -21,9 +26,10 @@ const INTS = new Set(['offset', 'limit', 'run']);
 
 export function readState() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-  const state = { ...DEFAULTS, sel: [] };
+  const state = { ...DEFAULTS, sel: [], config: {} };
   for (const [key, raw] of params) {
-    if (!(key in DEFAULTS)) continue;
+    if (key.startsWith('config.')) state.config[key.slice(7)] = raw;
+    if (!(key in DEFAULTS) || key === 'config') continue;
     if (key === 'sel') {
       state.sel = [...new Set(raw.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0))];
     } else if (INTS.has(key)) {
@@ -42,6 +48,8 @@ export function stateHash(state) {
     const v = state[key];
     if (key === 'sel') {
       if (v && v.length) params.set('sel', v.join(','));
+    } else if (key === 'config') {
+      for (const [k, text] of Object.entries(v || {})) if (text) params.set(`config.${k}`, text);
     } else if (key === 'view' || (v !== def && v !== null && v !== undefined && v !== '')) {
       params.set(key, v);
     }

@@ -8,6 +8,7 @@
 //   fetchPage(params)  GET /runs?params (filters, sort and paging happen on the server), every
 //                      item stored; resolves to the page, its items being the stored runs
 //   act(id, action)    'cancel' or 'retry' (resolves to the run answered, stored) or 'delete'
+//   edit(id, labels)   PATCH /runs/{id} {name?, notes?, tags?}; resolves to the run answered, stored
 //   launched(run)      a run this page created (launch form, re-run): stored, and said so
 //   loadMetrics(id)    GET /runs/{id}/metrics once, then kept current by events; resolves to
 //                      {epochs, progress}: arrays of points, in the order recorded, that only grow
@@ -76,6 +77,8 @@ export async function act(id, action) {
   remove(id);
   return null;
 }
+
+export const edit = (id, labels) => answer(api(`/runs/${id}`, { method: 'PATCH', body: labels }));
 
 export function launched(run) {
   if (!runs.has(run.id)) runs.set(run.id, run); // else its events came first, and are newer

@@ -54,7 +54,7 @@ async function performAction(action, run) {
     if (action === 'rerun') {
       const r = await relaunch(run);
       store.launched(r);
-      toast(`Queued #${r.id} (${r.name}), a re-run of #${run.id}.`);
+      toast(`Queued #${r.id} (${r.name}), a re-run of #${run.id} with seed ${r.config?.seed}.`);
       return r;
     }
     if (action === 'delete' && !confirm(`Delete run #${run.id} (${run.name}) and its artifacts?`)) return null;

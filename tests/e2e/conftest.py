@@ -81,6 +81,13 @@ def fresh_page(browser):
 
 
 @pytest.fixture
+def medium_page(browser):
+    """A page 800 pixels wide, where the runs table must still fit."""
+    with _page(browser, TOKEN, {"width": 800, "height": 900}) as p:
+        yield p
+
+
+@pytest.fixture
 def narrow_page(browser):
     with _page(browser, TOKEN, {"width": 400, "height": 860}) as p:
         yield p

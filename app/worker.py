@@ -23,7 +23,7 @@ import torchvision
 from PIL import Image
 from sqlmodel import Session
 
-from app import queue
+from app import queue, studies, sweeper
 from app.artifacts import RunFiles
 from app.db import make_engine
 from app.migrate import require_current
@@ -122,6 +122,7 @@ class Worker:
             run = s.get(Run, run_id)
             config = RunConfig(**run.config)
             epochs_done, seconds_before = run.epochs_done, run.total_seconds
+        trial = sweeper.trial_report(self.engine, run)  # a sweep's trial: its study hears each epoch
         log.info("run %s: %s for %s epochs (from epoch %s)", run_id, config.model, config.epochs, epochs_done + 1)
         beat = Heartbeat(lease, self.settings.heartbeat_seconds)
         beat.start()
@@ -135,7 +136,7 @@ class Worker:
                 epochs_done, seconds_before = 0, 0.0
             lease.start(self._device_name(), self._versions(), epochs_done)
             data = load(config.dataset, self.settings.data_dir, self.device, self.settings.download)
-            reporter = _DatabaseReporter(lease, files, config, seconds_before)
+            reporter = _DatabaseReporter(lease, files, config, seconds_before, trial)
             result = train(config, data, reporter, self.device, resume=resume,
                            should_stop=lambda: beat.stop.is_set() or self.shutting_down.is_set(),
                            progress_seconds=self.settings.progress_seconds)
@@ -145,6 +146,8 @@ class Worker:
             self._write_artifacts(files, data, config, result, weights)
             lease.end(Status.FINISHED, has_artifacts=True)
             files.keep_only_checkpoint(None)
+        except studies.Pruned as e:
+            lease.end(Status.PRUNED, error=str(e))
         except Stopped:
             if self.shutting_down.is_set():
                 lease.release("worker shut down")
@@ -167,6 +170,16 @@ class Worker:
             beat.join()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+            if trial is not None:
+                self._settle(run_id)
+
+    def _settle(self, run_id: int) -> None:
+        """Tell the sweep's study how the trial ended, so the next trials' pruning counts it; a
+        failure here is the server's sweeper's to catch up with, never this worker's end."""
+        try:
+            sweeper.settle(self.engine, run_id)
+        except Exception:
+            log.exception("run %s: telling its sweep's study failed; the server will", run_id)
 
     def _write_artifacts(self, files: RunFiles, data: Dataset, config: RunConfig, result: Evaluation,
                          weights: dict) -> None:
@@ -182,10 +195,12 @@ class Worker:
 
 
 class _DatabaseReporter:
-    """The trainer's reporter: checkpoint, then commit, each epoch; progress points between."""
+    """The trainer's reporter: checkpoint, then commit, each epoch; progress points between. A
+    sweep's trial then reports the epoch to its study, whose pruner may stop it there."""
 
-    def __init__(self, lease: queue.Lease, files: RunFiles, config: RunConfig, seconds_before: float):
-        self.lease, self.files, self.config = lease, files, config
+    def __init__(self, lease: queue.Lease, files: RunFiles, config: RunConfig, seconds_before: float,
+                 trial: studies.TrialReport | None = None):
+        self.lease, self.files, self.config, self.trial = lease, files, config, trial
         self.started = time.perf_counter() - seconds_before
         self.state: TrainState | None = None
 
@@ -198,6 +213,8 @@ class _DatabaseReporter:
         self.lease.record_epoch(epoch, metrics, self._wall(), has_checkpoint=True)
         _save(self.files, self.files.model, _model_file(self.config, state.model.state_dict()))
         self.files.keep_only_checkpoint(epoch)
+        if self.trial is not None:
+            self.trial.epoch(epoch, metrics.get("test_acc"))  # may raise studies.Pruned
 
     def progress(self, epoch: float, fraction: float, train_loss: float, train_acc: float,
                  eta_seconds: float | None) -> None:

@@ -175,10 +175,21 @@ class TrialReport:
 
     def __init__(self, engine: Engine, study_name: str, number: int, pruner_kind: str, epochs: int):
         self.study = load(engine, study_name, pruner_=pruner(pruner_kind))
-        store = self.study._storage
-        trial_id = store.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-        self.trial = optuna.trial.Trial(self.study, trial_id)
+        self.store = storage(engine)
+        self.trial_id = self.store.get_trial_id_from_study_id_trial_number(
+            self.store.get_study_id_from_name(study_name), number)
+        self.trial = optuna.trial.Trial(self.study, self.trial_id)
         self.pruner_kind, self.epochs = pruner_kind, epochs
+
+    def catch_up(self, test_acc_by_epoch: dict[int, float | None]) -> None:
+        """Report finished epochs the study lacks (a resumed trial: its worker died in between)."""
+        known = self.store.get_trial(self.trial_id).intermediate_values
+        for epoch, test_acc in sorted(test_acc_by_epoch.items()):
+            if epoch not in known and test_acc is not None:
+                try:
+                    self.trial.report(test_acc, epoch)
+                except UpdateFinishedTrialError:
+                    return
 
     def epoch(self, epoch: int, test_acc: float | None) -> None:
         if test_acc is None:

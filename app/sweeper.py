@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from app import queue, space, studies
 from app.db import get_engine, writer
-from app.models import TERMINAL, Run, Status, Sweep, SweepStatus, utcnow
+from app.models import TERMINAL, Metric, Run, Status, Sweep, SweepStatus, utcnow
 from app.settings import get_settings
 from trainer.config import ConfigError, RunConfig, group_key, network
 
@@ -198,9 +198,13 @@ def trial_report(engine: Engine, run: Run) -> studies.TrialReport | None:
     try:
         with Session(engine) as s:
             sweep = s.get(Sweep, run.sweep_id)
+            done = s.execute(select(Metric.epoch, Metric.value).where(
+                Metric.run_id == run.id, Metric.key == "test_acc", Metric.epoch <= run.epochs_done)).all()
         if sweep is None:
             return None
-        return studies.TrialReport(engine, sweep.study_name, run.trial_number, sweep.pruner, run.epochs_total)
+        report = studies.TrialReport(engine, sweep.study_name, run.trial_number, sweep.pruner, run.epochs_total)
+        report.catch_up(dict(done))  # epochs a killed worker committed but did not report
+        return report
     except Exception:
         log.exception("run %s: the study of sweep %s cannot be reached; training without pruning",
                       run.id, run.sweep_id)

@@ -19,6 +19,7 @@ it ends (telling is idempotent, and the loop tells whatever a killed worker coul
 
 import asyncio
 import logging
+import threading
 import uuid
 
 from sqlalchemy import func, select, update
@@ -33,6 +34,9 @@ from trainer.config import ConfigError, RunConfig, group_key, network
 
 log = logging.getLogger("zoolab.sweeper")
 AHEAD = 2  # tpe trials kept queued beyond one per live worker, so no worker waits for an ask
+# One step at a time in this process: POST /sweeps and the loop would otherwise ask at once,
+# both seeing the same trials (and a sampler seeded alike would propose the same point twice).
+_advancing = threading.Lock()
 
 
 def study_name() -> str:
@@ -108,6 +112,11 @@ def _runs(engine: Engine, sweep_id: int) -> dict[int, Run]:
 
 def advance(engine: Engine, sweep_id: int) -> list[int]:
     """One step of a sweep still at work; the ids of the runs it queued."""
+    with _advancing:
+        return _advance(engine, sweep_id)
+
+
+def _advance(engine: Engine, sweep_id: int) -> list[int]:
     with Session(engine) as s:
         sweep = s.get(Sweep, sweep_id)
         workers = queue.count_alive_workers(s, get_settings().stale_seconds)

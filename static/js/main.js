@@ -8,10 +8,11 @@ import * as launch from './launch.js';
 import { fitCharts } from './plots.js';
 import * as runs from './runs.js';
 import { onStateChange, readState, setState } from './state.js';
+import * as sweeps from './sweeps.js';
 import { debounce } from './widgets.js';
 import * as workers from './workers.js';
 
-const VIEWS = { launch, runs, compare, detail };
+const VIEWS = { launch, runs, compare, detail, sweeps };
 let currentView = null;
 
 function route(state) {
@@ -53,12 +54,14 @@ function start() {
   runs.init();
   compare.init();
   detail.init();
+  sweeps.init();
   launch.init({ launched: (run) => runs.addLaunched(run) });
   workers.init();
   const refreshWorkers = debounce(workers.poll, 300); // a claim or an end changes a worker's state
   subscribe((type, data) => {
     runs.handleEvent(type, data);
     compare.handleEvent(type, data);
+    sweeps.handleEvent(type, data);
     if (type === 'status') refreshWorkers();
   });
   document.addEventListener('click', onClick);

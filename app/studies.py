@@ -133,6 +133,15 @@ def ask(study: optuna.Study, dims: list[Dimension]) -> tuple[int, dict[str, Valu
     return trial.number, trial.params
 
 
+RUN_ID = "run_id"  # a trial's user attribute: the run it was queued as
+
+
+def mark_queued(engine: Engine, study_name: str, number: int, run_id: int) -> None:
+    store = storage(engine)
+    trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(study_name), number)
+    store.set_trial_user_attr(trial_id, RUN_ID, run_id)
+
+
 OUTCOMES = {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
 
 

@@ -13,7 +13,8 @@ Only the server asks (this loop, in one process; a tpe sampler learns from every
 trial). A trial's run is inserted under the database's write lock after counting the sweep's
 runs and checking that it still runs, so a sweep never queues more than its budget, nor
 anything once cancelled, whatever the number of workers. A trial asked for but not queued
-when the server died is a running trial of the study without a run: the next loop queues it.
+when the server died is a running trial of the study without a run: the next loop queues it
+(a trial whose run was deleted is told failed instead: tpe trials are marked once queued).
 A trial whose worker was killed is a run like any other: it resumes, and is told once, when
 it ends (telling is idempotent, and the loop tells whatever a killed worker could not)."""
 
@@ -98,16 +99,17 @@ def _note(engine: Engine, sweep_id: int, **values) -> None:
         s.commit()
 
 
-def _refresh_best(engine: Engine, sweep_id: int) -> None:
-    best = (select(Run.id).where(Run.sweep_id == sweep_id, Run.status == Status.FINISHED,
-                                 Run.best_test_acc.is_not(None))
-            .order_by(Run.best_test_acc.desc(), Run.id).limit(1).scalar_subquery())
-    _note(engine, sweep_id, best_run_id=best)
-
-
 def _runs(engine: Engine, sweep_id: int) -> dict[int, Run]:
     with Session(engine) as s:
         return {r.trial_number: r for r in s.execute(select(Run).where(Run.sweep_id == sweep_id)).scalars()}
+
+
+def _refresh_best(engine: Engine, sweep: Sweep, runs: dict[int, Run]) -> None:
+    """The finished trial with the best test accuracy (the first of equals), written if it changed."""
+    finished = [r for r in runs.values() if r.status == Status.FINISHED and r.best_test_acc is not None]
+    best = min(finished, key=lambda r: (-r.best_test_acc, r.id)).id if finished else None
+    if best != sweep.best_run_id:
+        _note(engine, sweep.id, best_run_id=best)
 
 
 def advance(engine: Engine, sweep_id: int) -> list[int]:
@@ -130,12 +132,14 @@ def _advance(engine: Engine, sweep_id: int) -> list[int]:
         if trial.state != studies.TrialState.RUNNING:
             continue
         run = runs.get(trial.number)
-        if run is None:  # asked, then the server stopped before queueing it
+        if run is not None and run.status in TERMINAL:
+            studies.tell(study, trial.number, run.status, run.best_test_acc)
+        elif run is None and (sweep.sampler != "tpe" or studies.RUN_ID in trial.user_attrs):
+            studies.tell(study, trial.number, Status.FAILED, None)  # its run was deleted
+        elif run is None:  # asked, then the server stopped before queueing it
             run_id = _try_queue(engine, sweep, study, trial.number, trial.params)
             queued_ids += [run_id] if run_id else []
-        elif run.status in TERMINAL:
-            studies.tell(study, trial.number, run.status, run.best_test_acc)
-    _refresh_best(engine, sweep_id)
+    _refresh_best(engine, sweep, runs)
     if sweep.status == SweepStatus.RUNNING and sweep.sampler == "tpe":
         waiting = sum(r.status == Status.QUEUED for r in runs.values()) + len(queued_ids)
         for _ in range(min(max(AHEAD, workers + 1) - waiting, sweep.budget - len(trials))):
@@ -158,6 +162,8 @@ def _try_queue(engine: Engine, sweep: Sweep, study, number: int, point: dict) ->
     if run_id is None:
         studies.tell(study, number, Status.FAILED, None)
         _note(engine, sweep.id, error=f"trial {number} ({describe(point)}) was not queued: {reason}")
+    else:
+        studies.mark_queued(engine, sweep.study_name, number, run_id)
     return run_id
 
 
@@ -183,7 +189,7 @@ def settle(engine: Engine, run_id: int) -> None:
     if sweep is None or run.trial_number is None or run.status not in TERMINAL:
         return
     studies.tell(studies.load(engine, sweep.study_name), run.trial_number, run.status, run.best_test_acc)
-    _refresh_best(engine, sweep.id)
+    _refresh_best(engine, sweep, _runs(engine, sweep.id))
 
 
 def cancel(session: Session, engine: Engine, sweep_id: int) -> bool:

@@ -259,6 +259,18 @@ def test_cancelling_a_sweep_cancels_its_queued_trials_and_asks_no_more(client, z
     assert client.get(f"/sweeps/{tpe['id']}").json()["finished_at"] is not None
 
 
+def test_a_deleted_trial_is_told_failed_not_queued_again(client, zoolab_env):
+    sweep = _post(client, {"base": SMALL, "sampler": "tpe", "budget": 3, "space": LR})
+    assert len(sweep["run_ids"]) == 2
+    assert client.delete(f"/runs/{sweep['run_ids'][1]}").status_code == 204
+    trials = wait_for(lambda: (t := study_trials(_db(zoolab_env), sweep["study_name"])).get(1, ("",))[0] == "FAIL"
+                      and len(t) == 3 and t, 30, "the deleted trial to be told and a third one asked")
+    runs = client.get("/runs", params={"sort": "id", "order": "asc"}).json()["items"]
+    assert [r["trial_number"] for r in runs] == [0, 2] and trials[0][0] == trials[2][0] == "RUNNING"
+    time.sleep(2)  # the budget is spent: nothing more
+    assert client.get("/runs").json()["total"] == 2 and len(study_trials(_db(zoolab_env), sweep["study_name"])) == 3
+
+
 # --- a worker killed mid-trial ------------------------------------------------------------------
 
 FAST = {"ZOOLAB_PROGRESS_SECONDS": "0.3", "ZOOLAB_HEARTBEAT_SECONDS": "0.5"}

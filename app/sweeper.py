@@ -68,10 +68,12 @@ def start(engine: Engine, sweep: Sweep, dims: list[space.Dimension], points: lis
     unused study is all that is left."""
     numbers = studies.create(engine, sweep.study_name, dims, points)
     base = RunConfig(**sweep.base)
+    runs = [trial_run(sweep, base, n, p) for n, p in zip(numbers, points)]  # before taking the write lock
     with Session(writer(engine)) as s:
         s.add(sweep)
         s.flush()
-        runs = [trial_run(sweep, base, n, p) for n, p in zip(numbers, points)]
+        for run in runs:
+            run.sweep_id = sweep.id
         if runs:
             queue.enqueue(s, *runs)  # commits the sweep with them
         else:

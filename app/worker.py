@@ -6,7 +6,10 @@ database is its only channel to the server. The one module of app/ that imports 
 
 Checkpoints: after each epoch `ckpt-<epoch>.pt` is written (app/artifacts.py) before the
 epoch's metrics are committed, so a run taken over after a crash resumes from its last
-committed epoch, with no epoch lost or written twice."""
+committed epoch, with no epoch lost or written twice.
+
+A sweep's trial also reports each epoch's test accuracy to the sweep's Optuna study, whose
+pruner may stop it (status `pruned`); the worker tells the study how each trial ended."""
 
 import argparse
 import logging

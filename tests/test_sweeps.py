@@ -235,6 +235,23 @@ def test_a_tpe_sweep_asks_as_trials_finish_and_never_beyond_its_budget(client, s
     assert client.get("/runs").json()["total"] == budget
 
 
+def test_a_random_sweep_queues_its_draws_at_once(client, zoolab_env):
+    body = {"base": SMALL, "sampler": "random", "budget": 6, "seed": 7,
+            "space": {"lr": {"low": 0.0001, "high": 0.1, "log": True}, "batch_size": {"choices": [64, 128, 256]},
+                      "layers.2": {"low": 8, "high": 64}}}
+    first, second = _post(client, body), _post(client, body)
+    assert len(first["run_ids"]) == first["progress"]["queued"] == 6
+    points = []
+    for sweep in (first, second):
+        runs = [client.get(f"/runs/{i}").json() for i in sweep["run_ids"]]
+        points.append([(r["config"]["lr"], r["config"]["batch_size"], r["config"]["layers"][1]) for r in runs])
+        for lr, batch, layer in points[-1]:
+            assert 0.0001 <= lr <= 0.1 and batch in (64, 128, 256) and 8 <= int(layer.split()[2]) <= 64
+        trials = study_trials(_db(zoolab_env), sweep["study_name"])
+        assert sorted(trials) == list(range(6)) and {s for s, _ in trials.values()} == {"RUNNING"}
+    assert points[0] == points[1] and len(set(points[0])) == 6  # the seed decides the draws
+
+
 # --- cancelling ------------------------------------------------------------------------------------
 
 def test_cancelling_a_sweep_cancels_its_queued_trials_and_asks_no_more(client, zoolab_env):

@@ -351,7 +351,7 @@ export function hide() {
 }
 
 export function handleEvent(type, data) {
-  if (!visible || !data) return;
+  if (!visible || !data || type === 'progress') return;
   if (shownId ? trialRuns.has(data.run_id) || data.sweep_id === shownId : type === 'status' && data.sweep_id) {
     scheduleReload();
   }
@@ -363,7 +363,11 @@ export function init() {
   $('sweep-add').addEventListener('click', () => addRow());
   $('sweep-sampler').addEventListener('change', () => {
     for (const row of $('sweep-params').children) syncRow(row);
-    $('sweep-budget').placeholder = $('sweep-sampler').value === 'grid' ? 'the grid' : `1–${space?.max_runs ?? 100}`;
+    const grid = $('sweep-sampler').value === 'grid';
+    const budget = $('sweep-budget');
+    budget.placeholder = grid ? 'the grid\'s size' : `1–${space?.max_runs ?? 100}`;
+    if (grid) budget.value = ''; // a grid runs every point
+    else if (!budget.value) budget.value = '12';
   });
   $('sweep-params').addEventListener('change', (e) => {
     const row = e.target.closest('.param-row');

@@ -26,8 +26,9 @@ install: $(VENV)/.stamp-install
 install-test: $(VENV)/.stamp-test system-deps
 
 # Debian packages the tests use: Chromium for the browser tests (no browser download is
-# possible offline) and Fashion-MNIST, the third dataset.
-SYSTEM_DEPS := chromium dataset-fashion-mnist
+# possible offline), Fashion-MNIST, the third dataset, and PostgreSQL's server binaries
+# (the tests start a throwaway cluster of their own: tests/postgres.py).
+SYSTEM_DEPS := chromium dataset-fashion-mnist postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

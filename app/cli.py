@@ -4,6 +4,8 @@
     zoolab worker [--name N] [--until-empty]                       a worker alone, on the same database
     zoolab db upgrade | current | revision -m MSG                  the database schema (app/migrate.py)
     zoolab data [DATASET ...]                                      the datasets present, fetched, or what to do
+    zoolab launch PRESET [--epochs N] [--set key=value ...] [--wait] | runs | show ID | cancel ID | wait ID
+                                                                   a terminal client of the REST API (app/client.py)
 """
 
 import argparse
@@ -19,6 +21,9 @@ import sys
 KEEP_ALIVE_SECONDS = 330
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _serve(args) -> int:
     if args.token:
         os.environ["ZOOLAB_TOKEN"] = args.token
@@ -32,6 +37,11 @@ def _serve(args) -> int:
     from app.supervisor import Supervisor
 
     settings = get_settings()
+    if settings.host not in LOOPBACK and not (settings.host.startswith("127.") or settings.token or args.insecure):
+        print(f"zoolab: refusing to serve on {settings.host} without a token: anyone who reaches this machine "
+              "could launch runs on it. Set ZOOLAB_TOKEN (or --token T), or pass --insecure if the network is "
+              "yours alone.", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     get_engine()
     supervisor = None if args.no_worker else Supervisor(settings)
@@ -56,6 +66,11 @@ def _serve(args) -> int:
 def _worker(args) -> int:
     from app import worker  # imports torch: only this command loads it, never the server
     return worker.run(args)
+
+
+def _client(args) -> int:
+    from app import client
+    return client.main(args.command, args)
 
 
 def _db(args) -> int:
@@ -89,6 +104,31 @@ def _data(args) -> int:
     return 0 if ok else 1
 
 
+def _client_commands(sub) -> None:
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--url", help="the server (default ZOOLAB_URL, else http://ZOOLAB_HOST:ZOOLAB_PORT)")
+    server.add_argument("--token", help="its token (default ZOOLAB_TOKEN)")
+    launch = sub.add_parser("launch", parents=[server], help="queue a run of PRESET; prints its id")
+    launch.add_argument("preset", help="a preset id (GET /zoo)")
+    launch.add_argument("--epochs", type=int)
+    launch.add_argument("--name")
+    launch.add_argument("--parent", type=int, help="the run this one is derived from")
+    launch.add_argument("--seeds", type=int, help="queue one run per seed 0..N-1, as a group")
+    launch.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key; values are JSON "
+                                                                              "or text (repeatable)")
+    launch.add_argument("--wait", action="store_true", help="then follow it, as `zoolab wait`")
+    runs = sub.add_parser("runs", parents=[server], help="list runs")
+    runs.add_argument("--status")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--filter", action="append", metavar="KEY=VALUE", help="e.g. config.lr=0.001 (repeatable)")
+    for name, text in (("show", "a run and its epochs"), ("cancel", "cancel a run"),
+                       ("wait", "follow a run until it ends; exit code: how it ended")):
+        command = sub.add_parser(name, parents=[server], help=text)
+        command.add_argument("id", type=int)
+    for name in ("launch", "runs", "show", "cancel", "wait"):
+        sub.choices[name].set_defaults(func=_client)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="zoolab", description="Launch, watch and compare training runs of a model zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -97,6 +137,7 @@ def main(argv=None) -> int:
     serve.add_argument("--port", type=int, help="port (default 8000, ZOOLAB_PORT)")
     serve.add_argument("--token", help="require this bearer token for changes (ZOOLAB_TOKEN)")
     serve.add_argument("--no-worker", action="store_true", help="do not start a local worker")
+    serve.add_argument("--insecure", action="store_true", help="serve beyond 127.0.0.1 without a token")
     serve.set_defaults(func=_serve)
     worker = sub.add_parser("worker", help="a worker alone, on the database of ZOOLAB_DATABASE_URL")
     worker.add_argument("--name", help="worker name shown in GET /workers (default host-pid)")
@@ -111,6 +152,7 @@ def main(argv=None) -> int:
                                        "or say what is missing, where it looked and what to do")
     data.add_argument("datasets", nargs="*", metavar="DATASET", help="default: every dataset")
     data.set_defaults(func=_data)
+    _client_commands(sub)
     args = p.parse_args(argv)
     from app.migrate import SchemaError
     try:

@@ -21,6 +21,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, and_
 from sqlmodel import Field, SQLModel
 
+# Ids are 32-bit integers on PostgreSQL: a larger one is a bad request, not a database error.
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -193,14 +193,21 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
     queue to resume from their last finished epoch, or fail once they were tried
     `max_attempts` times. `refund`: an orderly shutdown, which does not count as an
     attempt. Returns the ids it moved."""
-    moved = []
+    moved = {}
     with Session(writer(engine)) as s:
+        # Rows are locked in one order everywhere, worker before run (as `Lease.heartbeat`
+        # does) and runs by id, so concurrent reapers and heartbeats on PostgreSQL never deadlock.
+        if stale_before is not None:
+            s.execute(update(WorkerRecord)
+                      .where(WorkerRecord.heartbeat_at < stale_before, WorkerRecord.status != WorkerStatus.STOPPED)
+                      .values(status=WorkerStatus.LOST, current_run_id=None))
         where = [Run.status == Status.RUNNING]
         if stale_before is not None:
             where.append(Run.heartbeat_at < stale_before)
         if worker is not None:
             where.append(Run.worker == worker)
-        for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)).all():
+        for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)
+                                               .order_by(Run.id)).all():
             retry = refund or attempts < max_attempts
             values = dict(status=Status.QUEUED, error=f"{reason} ({who}); requeued to resume", worker=None,
                           attempts=Run.attempts - (1 if refund else 0)) if retry else dict(
@@ -208,14 +215,12 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
                 error=f"{reason} ({who}); gave up after {attempts} attempts")
             if s.execute(update(Run).where(Run.id == run_id, *where).values(
                     eta_seconds=None, epoch_progress=0.0, **values)).rowcount:
-                _event(s, run_id, "status", status=values["status"], error=values["error"])
-                moved.append(run_id)
-        if stale_before is not None:
-            s.execute(update(WorkerRecord)
-                      .where(WorkerRecord.heartbeat_at < stale_before, WorkerRecord.status != WorkerStatus.STOPPED)
-                      .values(status=WorkerStatus.LOST, current_run_id=None))
+                moved[run_id] = values
+        # Events last, after every row lock is taken (see app.db._events_in_commit_order).
+        for run_id, values in moved.items():
+            _event(s, run_id, "status", status=values["status"], error=values["error"])
         s.commit()
-    return moved
+    return list(moved)
 
 
 def reap_stale(engine: Engine, stale_seconds: float, max_attempts: int) -> list[int]:

@@ -1,17 +1,42 @@
-"""Response shapes of the API (requests are `trainer.config.RunRequest`)."""
+"""The API's request and response shapes (a run's configuration itself is trainer.config.RunConfig)."""
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer
 
 from app.lineage import diff, preset_config
-from app.models import Run, RunBase, WorkerBase
+from app.models import MAX_ID, Run, RunBase, WorkerBase
+from trainer.config import RunConfig
 from trainer.zoo import PRESETS, Preset
 
 
 def _iso(moment: datetime | None) -> str | None:
     """Every timestamp is UTC, written to the second."""
     return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+MAX_SEEDS = 20  # runs one request may queue as a group of seeds
+
+
+def _optional(field) -> tuple[Any, Any]:
+    return field.rebuild_annotation() | None, Field(None, description=field.description)
+
+
+RunRequest = create_model(
+    "RunRequest",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    model=(Annotated[str, Field(max_length=100, description="The preset to start from: a zoo id (GET /zoo) "
+                                                            "or a saved preset's")], ...),
+    **{name: _optional(f) for name, f in RunConfig.model_fields.items() if name != "model"},
+    parent=(Annotated[int | None, Field(ge=1, le=MAX_ID, description="The run this one is derived from "
+                                                                     "(lineage); its config is not copied")], None),
+    seeds=(Annotated[int | list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None, Field(
+        description=f"Queue one run per seed, as a group: a count (seeds 0..N-1) or a list; at most {MAX_SEEDS}")],
+        None),
+)
+RunRequest.__doc__ = ("Body of POST /runs: a preset id and anything to change — hyper-parameters, the network "
+                      "(`layers`), the parent run, the seeds.")
 
 
 class RunRead(RunBase):

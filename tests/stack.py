@@ -1,10 +1,12 @@
 """A real zoolab stack for tests, browser tests and benchmarks — the one helper that starts
 one: `zoolab serve` (uvicorn + supervised worker subprocess) on a free port of 127.0.0.1,
-with its own temporary SQLite database and artifact folder.
+with its own temporary SQLite database (or the PostgreSQL database given as `database_url`)
+and artifact folder.
 
     with Stack(tmp_path) as stack:                 # starts, waits for /health
         run = stack.post_run(model="mnist-logreg", epochs=1, train_subset=2000)
         stack.wait_run(run["id"], "finished")
+        stack.query("SELECT status FROM run WHERE id = ?", run["id"])   # behind the API
 
 The server is started in a new session, so its worker subprocess shares its process
 group: `close()` ends every process of that group (and only those), which also cleans
@@ -14,7 +16,6 @@ spawns goes to `stack.log_path`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -22,12 +23,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg.types.string import TextLoader
+from sqlalchemy.engine import make_url
 
+from app.client import sse
 from app.settings import choose_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +66,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
             value = predicate()
             if value:
                 return value
-        except (httpx.TransportError, sqlite3.OperationalError) as e:  # not up yet / busy
+        except (httpx.TransportError, sqlite3.OperationalError, psycopg.OperationalError) as e:  # not up yet / busy
             last_error = e
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}"
@@ -103,24 +108,26 @@ def cmdline(pid: int) -> list[str]:
 class Stack:
     """One `zoolab serve` process (and its worker) on a temporary database.
 
-    `root` holds runs.db, artifacts/ and server.log. Two Stack objects on the same
-    `root` share the database: that is how a test restarts a server."""
+    `root` holds runs.db (unless `database_url` names another database), artifacts/ and
+    server.log. Two Stack objects on the same `root` (and `database_url`) share the
+    database: that is how a test restarts a server."""
 
     def __init__(self, root: Path, *, port: int | None = None, worker: bool = True,
                  token: str | None = None, env: dict[str, str] | None = None,
-                 args: Iterable[str] = (), data_dir: str | Path = DATA_DIR):
+                 args: Iterable[str] = (), data_dir: str | Path = DATA_DIR, database_url: str | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.worker = worker
         self.token = token
         self.db_path = self.root / "runs.db"
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
         self.artifact_dir = self.root / "artifacts"
         self.log_path = self.root / "server.log"
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("ZOOLAB_") or k in ("ZOOLAB_THREADS", "ZOOLAB_DEVICE")}
         self.env.update({
-            "ZOOLAB_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "ZOOLAB_DATABASE_URL": self.database_url,
             "ZOOLAB_ARTIFACT_DIR": str(self.artifact_dir),
             "ZOOLAB_DATA_DIR": str(data_dir),
             "ZOOLAB_DOWNLOAD": "false",
@@ -304,43 +311,46 @@ class Stack:
 
     # --- the database, read directly --------------------------------------------------
 
-    def db(self) -> sqlite3.Connection:
-        """A connection to the stack's SQLite file, to look behind the API (close it after use)."""
-        con = sqlite3.connect(self.db_path, timeout=30)
-        con.execute("PRAGMA busy_timeout=30000")
-        return con
-
     def integrity_check(self) -> str:
-        return self.query("PRAGMA integrity_check")[0][0]
+        return integrity_check(self.database_url)
 
     def query(self, sql: str, *params) -> list[tuple]:
-        con = self.db()
+        return query(self.database_url, sql, *params)
+
+
+# --- a database, read directly ----------------------------------------------------------
+
+def query(database_url: str, sql: str, *params) -> list[tuple]:
+    """Rows of `sql` (with `?` placeholders) on a SQLite or PostgreSQL database, to look
+    behind the API (or change what a test needs changed: committed). JSON columns come back
+    as text on both."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        con = sqlite3.connect(url.database, timeout=30)
         try:
-            return con.execute(sql, params).fetchall()
+            with con:
+                return con.execute(sql, params).fetchall()
         finally:
             con.close()
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as con:
+        for json_type in ("json", "jsonb"):
+            con.adapters.register_loader(json_type, TextLoader)
+        cursor = con.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+        return cursor.fetchall() if cursor.description else []
 
 
-# --- SSE ----------------------------------------------------------------------------
+def integrity_check(database_url: str) -> str:
+    """"ok" if the database is sound: SQLite's integrity_check; on PostgreSQL, amcheck's
+    check of every B-tree index of the tables against its table."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return query(database_url, "PRAGMA integrity_check")[0][0]
+    query(database_url, "CREATE EXTENSION IF NOT EXISTS amcheck")
+    query(database_url, "SELECT bt_index_check(i.indexrelid, true) FROM pg_index i "
+                        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
+                        "WHERE am.amname = 'btree' AND c.relnamespace = 'public'::regnamespace")
+    return "ok"
 
-def sse_events(response: httpx.Response) -> Iterator[dict]:
-    """Parse a text/event-stream response into {id, event, data} dicts (comments skipped)."""
-    event: dict[str, Any] = {}
-    data: list[str] = []
-    for line in response.iter_lines():
-        if line == "":
-            if data or event:
-                event["data"] = json.loads("\n".join(data)) if data else None
-                if "id" in event:
-                    event["id"] = int(event["id"])
-                yield event
-            event, data = {}, []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "data":
-                data.append(value)
-            elif field in ("id", "event", "retry"):
-                event[field] = value
+
+# --- SSE ---------------------------------------------------------------------------
+
+sse_events = sse  # {id, event, data} dicts from a text/event-stream response (app/client.py)

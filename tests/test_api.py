@@ -1,4 +1,5 @@
-"""The REST API in-process on a real SQLite file: validation, listing, 404/409 rules."""
+"""The REST API in-process on a real database, SQLite and PostgreSQL: validation,
+listing, 404/409 rules."""
 
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from app import queue
 from app.db import get_engine
 from tests.stack import REPO
 from trainer.zoo import PRESETS
+
+pytestmark = pytest.mark.both_databases
 
 
 def _create(client, **body):
@@ -55,6 +58,7 @@ def _error_fields(response) -> list[str]:
     ({"scheduler": "cosine"}, "body.scheduler"),
     ({"epoch": 3}, "body.epoch"),  # a typo is an error, never silently ignored
     ({"name": ""}, "body.name"),
+    ({"name": "a\x00b"}, "body.name"),  # PostgreSQL text cannot hold a NUL
     ({"seed": -1}, "body.seed"),
     ({"augment": "autoaugment"}, "body"),  # CIFAR-10 augmentation on MNIST
     ({"dataset": "cifar10"}, "body.layers.1"),  # a 3-channel dataset for an MNIST network: 3072 features

@@ -1,5 +1,6 @@
-"""Faults, done for real: real `zoolab serve` processes on a real SQLite file, training on
-real MNIST/CIFAR-10, killed with real signals.
+"""Faults, done for real: real `zoolab serve` processes on a real SQLite file (and, for a
+worker killed mid-epoch, on a real PostgreSQL server too), training on real MNIST/CIFAR-10,
+killed with real signals.
 
     ZOOLAB_DATA_DIR=/work/shared/data ZOOLAB_DOWNLOAD=false .venv/bin/python -m pytest tests/test_faults.py -q -x
 
@@ -90,8 +91,9 @@ def resumed_from(stack: Stack, run: dict) -> list[int]:
 # --- a worker killed ------------------------------------------------------------------
 
 @pytest.mark.timeout(300)
-def test_worker_sigkill_mid_epoch_resumes_from_last_finished_epoch(tmp_path):
-    with Stack(tmp_path, env=FAST) as stack:
+@pytest.mark.both_databases
+def test_worker_sigkill_mid_epoch_resumes_from_last_finished_epoch(tmp_path, database_url):
+    with Stack(tmp_path, env=FAST, database_url=database_url) as stack:
         run_id = stack.post_run(**LONG_RUN)["id"]
         running = wait_mid_epoch(stack, run_id)
         victim = next(w for w in stack.workers() if w["name"] == running["worker"])

@@ -1,6 +1,6 @@
 """The server under load while its worker trains and writes: bench/load.py's clients (each
 holds a live event stream and reads /runs, /runs/{id}, /runs/{id}/metrics as fast as the
-server answers) for ~10 s against a real `zoolab serve` on a real SQLite file.
+server answers) for ~10 s against a real `zoolab serve`, on SQLite and on PostgreSQL.
 
     ZOOLAB_DATA_DIR=/work/shared/data ZOOLAB_DOWNLOAD=false .venv/bin/python -m pytest tests/test_load.py -q
 """
@@ -18,8 +18,9 @@ CLIENTS = 50
 
 
 @pytest.mark.timeout(300)
-def test_reads_and_streams_under_load_while_worker_writes(tmp_path):
-    with Stack(tmp_path, env=SERVER_ENV) as stack:
+@pytest.mark.both_databases
+def test_reads_and_streams_under_load_while_worker_writes(tmp_path, database_url):
+    with Stack(tmp_path, env=SERVER_ENV, database_url=database_url) as stack:
         run_ids = [stack.post_run(**body)["id"] for body in BACKGROUND_RUNS]
         stack.wait_run(run_ids[0], "running", timeout=180,
                        where=lambda r: r["epoch_progress"] > 0 or r["epochs_done"] > 0)

@@ -25,7 +25,8 @@ from sqlmodel import SQLModel
 
 from app import migrate, studies
 from app.db import make_engine
-from tests.stack import REPO, Stack
+from tests.stack import REPO, Stack, query
+from trainer.config import group_key
 from trainer.zoo import PRESETS
 
 FIXTURE = REPO / "tests" / "fixtures" / "runs-v0.1.0.db"
@@ -90,13 +91,33 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path):
     assert _schema_diff(f"sqlite:///{db}") == []
 
 
-def test_migrations_build_exactly_the_models_schema(tmp_path):
+@pytest.mark.both_databases
+def test_migrations_build_exactly_the_models_schema(database_url):
     """From an empty database, the revisions alone give the schema the code declares — so a
     schema change without its migration fails here."""
-    url = f"sqlite:///{tmp_path / 'scratch.db'}"
-    with make_engine(url).begin() as connection:
+    with make_engine(database_url).begin() as connection:
         command.upgrade(migrate._config(connection), "head")
-    assert _schema_diff(url) == []
+    assert _schema_diff(database_url) == []
+
+
+@pytest.mark.both_databases
+def test_a_first_release_run_upgrades_on_either_database(database_url):
+    """The data steps too: a v0.1.0 run (no layers in its config) gains its preset's network
+    and its group key, through the same revisions on SQLite and PostgreSQL."""
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate._config(connection), migrate.BASELINE)
+    config = {"model": "mnist-3fc-bn1-51k", "name": "old", "dataset": "mnist", "epochs": 4, "seed": 2}
+    query(database_url, "INSERT INTO run (name, model, dataset, status, config, params, created_at, attempts, "
+                        "cancel_requested, epochs_total, epochs_done, epoch_progress, total_seconds, has_checkpoint, "
+                        "has_artifacts) VALUES ('old', 'mnist-3fc-bn1-51k', 'mnist', 'queued', ?, 51490, "
+                        "CURRENT_TIMESTAMP, 0, false, 4, 0, 0, 0, false, false)", json.dumps(config))
+    assert migrate.upgrade(engine) == migrate.BASELINE
+    (stored, key), = query(database_url, "SELECT config, group_key FROM run")
+    stored = json.loads(stored)
+    assert stored == {**config, "layers": list(PRESETS["mnist-3fc-bn1-51k"].layers)}
+    assert key == group_key(stored) and migrate.current(engine) == migrate.head()
+    assert _schema_diff(database_url) == []
 
 
 def test_optuna_tables_beside_ours_are_left_alone(tmp_path):

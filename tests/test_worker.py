@@ -1,9 +1,11 @@
-"""Real worker processes on a real SQLite file, training real MNIST: a run's whole life,
-two workers sharing one queue, cancellation, and runs whose worker vanished."""
+"""Real worker processes on a real database, training real MNIST: a run's whole life,
+two workers sharing one queue, cancellation, and runs whose worker vanished. The tests
+of the queue run on SQLite and on PostgreSQL; the training speed check on SQLite only."""
 
 import io
-import sqlite3
+import json
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -15,11 +17,7 @@ from app import queue
 from app.db import get_engine, writer
 from app.models import Run, utcnow
 from tests.stack import QUICK_FULL_TEST as QUICK_RUN
-from tests.stack import sse_events, wait_for
-
-
-def _db_path(env) -> str:
-    return env["ZOOLAB_DATABASE_URL"].removeprefix("sqlite:///")
+from tests.stack import query, sse_events, wait_for
 
 
 def _sse_events(client, run_id: int, after: int = 0) -> list[tuple[int, str, dict]]:
@@ -34,6 +32,7 @@ def _sse_events(client, run_id: int, after: int = 0) -> list[tuple[int, str, dic
     return events
 
 
+@pytest.mark.both_databases
 def test_run_lifecycle_through_the_api(client, spawn_worker, zoolab_env):
     run = client.post("/runs", json={**QUICK_RUN, "epochs": 2, "name": "lifecycle"}).json()
     assert run["status"] == "queued"
@@ -85,32 +84,33 @@ def test_mnist_logreg_one_epoch_full_data_in_under_a_minute(client, spawn_worker
     run_id = client.post("/runs", json={"model": "mnist-logreg", "epochs": 1}).json()["id"]
     assert spawn_worker("w-full", "--until-empty").wait(timeout=120) == 0
     assert time.monotonic() - started < 60
-    with sqlite3.connect(_db_path(zoolab_env)) as db:  # the figures are in runs.db itself
-        status, acc = db.execute("SELECT status, final_test_acc FROM run WHERE id = ?", (run_id,)).fetchone()
-        test_acc = db.execute("SELECT value FROM metric WHERE run_id = ? AND epoch = 1 AND key = 'test_acc'",
-                              (run_id,)).fetchone()[0]
+    db = zoolab_env["ZOOLAB_DATABASE_URL"]  # the figures are in the database itself
+    (status, acc), = query(db, "SELECT status, final_test_acc FROM run WHERE id = ?", run_id)
+    (test_acc,), = query(db, "SELECT value FROM metric WHERE run_id = ? AND epoch = 1 AND key = 'test_acc'", run_id)
     assert status == "finished" and acc >= 0.90 and test_acc == pytest.approx(acc)
 
 
+@pytest.mark.both_databases
 def test_two_workers_share_ten_runs_and_train_each_exactly_once(client, spawn_worker, zoolab_env):
     ids = [client.post("/runs", json={**QUICK_RUN, "train_subset": 1000, "name": f"r{i}"}).json()["id"]
            for i in range(10)]
     workers = [spawn_worker(f"w{i}", "--until-empty") for i in (1, 2)]
     for w in workers:
         assert w.wait(timeout=240) == 0
-    with sqlite3.connect(_db_path(zoolab_env)) as db:
-        rows = db.execute("SELECT id, status, attempts, worker FROM run ORDER BY id").fetchall()
-        claims = db.execute("SELECT run_id, count(*) FROM event WHERE kind = 'status' "
-                            "AND json_extract(data, '$.status') = 'running' GROUP BY run_id").fetchall()
-        per_epoch = db.execute("SELECT run_id, epoch, key, count(*) FROM metric GROUP BY run_id, epoch, key "
-                               "HAVING count(*) > 1").fetchall()
-        epochs = db.execute("SELECT run_id, count(DISTINCT epoch) FROM metric GROUP BY run_id").fetchall()
+    db = zoolab_env["ZOOLAB_DATABASE_URL"]
+    rows = query(db, "SELECT id, status, attempts, worker FROM run ORDER BY id")
+    claims = Counter(run_id for run_id, data in query(db, "SELECT run_id, data FROM event WHERE kind = 'status'")
+                     if json.loads(data)["status"] == "running")
+    per_epoch = query(db, "SELECT run_id, epoch, key, count(*) FROM metric GROUP BY run_id, epoch, key "
+                          "HAVING count(*) > 1")
+    epochs = query(db, "SELECT run_id, count(DISTINCT epoch) FROM metric GROUP BY run_id")
     assert [r[0] for r in rows] == ids
     assert all(r[1] == "finished" and r[2] == 1 and r[3] in ("w1", "w2") for r in rows), rows
-    assert dict(claims) == {i: 1 for i in ids}  # claimed once each
+    assert claims == {i: 1 for i in ids}  # claimed once each
     assert per_epoch == [] and dict(epochs) == {i: 1 for i in ids}
 
 
+@pytest.mark.both_databases
 def test_cancel_a_running_run_keeps_its_finished_epochs(client, spawn_worker):
     run_id = client.post("/runs", json={"model": "mnist-3fc-2bn-51k", "epochs": 200, "train_subset": 20000}).json()["id"]
     spawn_worker("w-cancel")
@@ -127,6 +127,7 @@ def test_cancel_a_running_run_keeps_its_finished_epochs(client, spawn_worker):
     wait_for(lambda: client.get(f"/runs/{next_id}").json()["status"] == "finished", 120, "the next run")
 
 
+@pytest.mark.both_databases
 def test_a_run_whose_worker_vanished_is_requeued_and_resumed(client, spawn_worker, zoolab_env):
     run_id = client.post("/runs", json={**QUICK_RUN, "epochs": 2}).json()["id"]
     engine = get_engine()
@@ -141,6 +142,7 @@ def test_a_run_whose_worker_vanished_is_requeued_and_resumed(client, spawn_worke
     assert statuses[:3] == ["queued", "running", "queued"]  # the reaper put it back
 
 
+@pytest.mark.both_databases
 def test_a_run_lost_too_often_fails_with_the_reason(client, zoolab_env, monkeypatch):
     run_id = client.post("/runs", json=QUICK_RUN).json()["id"]
     engine = get_engine()

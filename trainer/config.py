@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainer import datasets
 from trainer.layers import KINDS, LayerError
@@ -23,7 +23,6 @@ SCHEDULERS = ("none", "exponential", "polynomial", "onecycle")
 AUGMENTS = tuple(datasets.AUGMENTS)
 NORMALIZATIONS = tuple(datasets.NORMALIZATIONS)
 LIMITS = {"epochs": (1, 1000), "batch_size": (1, 65536)}
-MAX_SEEDS = 20  # runs one request may queue as a group of seeds
 
 
 class ConfigError(ValueError):
@@ -39,7 +38,9 @@ class RunConfig(BaseModel):
 
     model: Annotated[str, Field(min_length=1, max_length=100,
                                 description="The preset the run starts from: a zoo id (GET /zoo) or a saved preset's")]
-    name: Annotated[str, Field(min_length=1, max_length=200, description="Label shown in the dashboard")]
+    # No NUL: PostgreSQL text cannot hold one.
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
+                               description="Label shown in the dashboard")]
     dataset: Annotated[Literal[DATASETS], Field(description="Defaults to the preset's; fashion-mnist fits the MNIST zoo")]
     layers: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(
         min_length=1, max_length=MAX_LAYERS * 10,
@@ -69,27 +70,6 @@ class RunConfig(BaseModel):
         if why:
             raise ValueError(why)
         return self
-
-
-def _optional(name: str, field) -> tuple[Any, Any]:
-    annotation = field.rebuild_annotation()
-    return annotation | None, Field(None, description=field.description)
-
-
-RunRequest = create_model(
-    "RunRequest",
-    __config__=ConfigDict(extra="forbid", strict=True),
-    model=(Annotated[str, Field(max_length=100, description="The preset to start from: a zoo id (GET /zoo) "
-                                                            "or a saved preset's")], ...),
-    **{name: _optional(name, f) for name, f in RunConfig.model_fields.items() if name != "model"},
-    parent=(Annotated[int | None, Field(ge=1, le=2**62, description="The run this one is derived from "
-                                                                    "(lineage); its config is not copied")], None),
-    seeds=(Annotated[int | list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None, Field(
-        description=f"Queue one run per seed, as a group: a count (seeds 0..N-1) or a list; at most {MAX_SEEDS}")],
-        None),
-)
-RunRequest.__doc__ = ("Body of POST /runs: a preset id and anything to change — hyper-parameters, the network "
-                      "(`layers`), the parent run, the seeds.")
 
 
 def resolve(overrides: dict[str, Any], preset: Preset | None = None) -> RunConfig:
@@ -124,4 +104,4 @@ def group_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(same, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-__all__ = ["ConfigError", "RunConfig", "RunRequest", "UnknownModel", "group_key", "network", "resolve"]
+__all__ = ["ConfigError", "RunConfig", "UnknownModel", "group_key", "network", "resolve"]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app import presets
 from app.db import SessionDep
 from app.lineage import preset_edge, run_edge
-from app.models import Run
+from app.models import MAX_ID, Run
 from trainer.config import DATASETS
 from trainer.zoo import presets_for
 
@@ -58,7 +58,7 @@ def lineage(session: SessionDep, dataset: Annotated[Literal[DATASETS], Query()] 
 
 
 @router.get("/runs/{run_id}/changes")
-def run_changes(run_id: Annotated[int, PathParam(ge=1, le=2**62)], session: SessionDep) -> dict[str, Any]:
+def run_changes(run_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], session: SessionDep) -> dict[str, Any]:
     run = session.get(Run, run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app import presets
 from app.auth import Authorized
 from app.db import SessionDep, WriteSessionDep
-from app.models import Run, UserPreset
+from app.models import MAX_ID, Run, UserPreset
 from trainer.config import ConfigError, RunConfig, network
 from trainer.zoo import DEFAULT_KEYS, PRESETS, describe
 
@@ -26,7 +26,7 @@ class PresetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Name
-    from_run: Annotated[int, Field(ge=1, le=2**62, description="The run whose network, dataset and "
+    from_run: Annotated[int, Field(ge=1, le=MAX_ID, description="The run whose network, dataset and "
                                                               "hyper-parameters become the preset's")]
     id: Annotated[str | None, Field(max_length=100, pattern=presets.ID_PATTERN,
                                     description="Default: made from the name (\"My net\" → my-net)")] = None

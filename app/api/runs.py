@@ -23,24 +23,24 @@ from app.db import SessionDep, WriteSessionDep, get_engine
 from app.events import fetch, last_event_id
 from app.filters import CONFIG_KEYS, SORTABLE, RunFilter, order_by, run_filter
 from app.lineage import diff, label, preset_config
-from app.models import Metric, Progress, Run, Status
-from app.schemas import ArtifactsRead, EpochRead, MetricsRead, ProgressRead, RunCreated, RunPage, RunRead
-from app.settings import get_settings
-from trainer.config import (
-    DATASETS,
+from app.models import MAX_ID, Metric, Progress, Run, Status
+from app.schemas import (
     MAX_SEEDS,
-    ConfigError,
-    RunConfig,
+    ArtifactsRead,
+    EpochRead,
+    MetricsRead,
+    ProgressRead,
+    RunCreated,
+    RunPage,
+    RunRead,
     RunRequest,
-    UnknownModel,
-    group_key,
-    network,
-    resolve,
 )
+from app.settings import get_settings
+from trainer.config import DATASETS, ConfigError, RunConfig, UnknownModel, group_key, network, resolve
 
 router = APIRouter(tags=["runs"])
 
-RunId = Annotated[int, PathParam(ge=1, le=2**62, description="Run id")]
+RunId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Run id")]
 ImageIndex = Annotated[int, PathParam(ge=0, le=10_000)]
 
 
@@ -131,12 +131,15 @@ def list_runs(session: SessionDep, filters: Filters, status_: StatusFilter = Non
               model: TextFilter = None, q: TextFilter = None, sort: Sort = "id", order: Order = "desc",
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> RunPage:
+    # Read first: the page then reflects at least the events up to this id (on PostgreSQL a
+    # request's statements need not share one snapshot), which the page's store relies on.
+    event_id = last_event_id(session)
     query = filters.apply(select(Run)).order_by(*order_by(sort, order)).limit(limit).offset(offset)
     total = session.execute(filters.apply(select(func.count()).select_from(Run))).scalar_one()
     positions = queue.queue_positions(session)
     known = presets.all_presets(session)
     items = [RunRead.of(r, positions, known) for r in session.execute(query).scalars()]
-    return RunPage(items=items, total=total, limit=limit, offset=offset, last_event_id=last_event_id(session))
+    return RunPage(items=items, total=total, limit=limit, offset=offset, last_event_id=event_id)
 
 
 CSV_COLUMNS = ("id", "name", "model", "dataset", "status", "params", "best_test_acc", "final_test_acc",
@@ -259,7 +262,7 @@ def delete_run(run_id: RunId, session: WriteSessionDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**62)]
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_ID)]
 
 
 def _replay_batch(cursor: int | None, run_id: int | None):
@@ -308,7 +311,7 @@ def _existing_run_id(run_id: RunId) -> int:
 @router.get("/runs/{run_id}/events", response_class=EventSourceResponse)
 async def run_events(run_id: Annotated[int, Depends(_existing_run_id)], request: Request,
                      last_event_id_header: LastEventId = None,
-                     last_event_id: Annotated[int | None, Query(ge=0, le=2**62)] = None):
+                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
     async for event in _stream(request, run_id, last_event_id_header if last_event_id_header is not None
                                else last_event_id):
         yield event
@@ -316,7 +319,7 @@ async def run_events(run_id: Annotated[int, Depends(_existing_run_id)], request:
 
 @router.get("/events", response_class=EventSourceResponse)
 async def all_events(request: Request, last_event_id_header: LastEventId = None,
-                     last_event_id: Annotated[int | None, Query(ge=0, le=2**62)] = None):
+                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
     async for event in _stream(request, None, last_event_id_header if last_event_id_header is not None
                                else last_event_id):
         yield event

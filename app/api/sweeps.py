@@ -23,8 +23,8 @@ from app.auth import Authorized
 from app.db import SessionDep, get_engine, writer
 from app.filters import CONFIG_KEYS
 from app.models import Run, Status, Sweep, SweepBase
-from app.schemas import _iso
-from trainer.config import ConfigError, RunConfig, RunRequest, UnknownModel, resolve
+from app.schemas import RunRequest, _iso
+from trainer.config import ConfigError, RunConfig, UnknownModel, resolve
 from trainer.layers import MAX_SIZE
 from trainer.widths import sizeable
 

@@ -3,36 +3,34 @@
 // "can it be done with fewer parameters?"), against training time, a bar per run, and the
 // hyper-parameters that differ.
 
-import { api, ApiError, loadZoo, query } from './api.js';
+import { ApiError, loadZoo } from './api.js';
 import { esc, int, pct, seconds, value } from './format.js';
 import { axis, draw, layout, PALETTE } from './plots.js';
 import { readState, setState } from './state.js';
+import * as store from './store.js';
 import { debounce, statusBadge, toast } from './widgets.js';
 
 const $ = (id) => document.getElementById(id);
 let visible = false;
 let loadSeq = 0;
-let shown = []; // [{run, metrics, color}]
-const scheduleLoad = debounce(() => { if (visible) load(readState()); }, 700);
+let drawn = null; // {ids, contextIds, zoo, x}: what the charts show
+let shown = []; // [{run, metrics, color}] of the drawing under way
+const scheduleRender = debounce(() => { if (visible && drawn) render(); }, 700);
 
 const label = (run) => `#${run.id} ${run.name || run.model}`;
 
-async function fetchRun(id) {
-  try {
-    const [run, metrics] = await Promise.all([api(`/runs/${id}`), api(`/runs/${id}/metrics`)]);
-    return { run, metrics };
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 404) return null;
-    throw e;
-  }
-}
+// A selected run and its metrics into the store: its id, or null when it no longer exists.
+const fetchRun = (id) => Promise.all([store.fetchRun(id), store.loadMetrics(id)]).then(() => id, (e) => {
+  if (e instanceof ApiError && e.status === 404) return null;
+  throw e;
+});
 
 // Finished runs of the same datasets, for context in the scatter plots and the Pareto front.
 async function fetchContext(datasets) {
-  const pages = await Promise.all(datasets.map((dataset) => api(`/runs${query({
+  const pages = await Promise.all(datasets.map((dataset) => store.fetchPage({
     dataset, status: 'finished', sort: 'best_test_acc', order: 'desc', limit: 1000,
-  })}`)));
-  return pages.flatMap((p) => p.items);
+  })));
+  return pages.flatMap((p) => p.items.map((run) => run.id));
 }
 
 // Runs no other run beats with as few or fewer parameters: ascending params, rising accuracy.
@@ -49,15 +47,12 @@ function curveCharts(xMode) {
   const xTitle = xMode === 'wall' ? 'seconds since the run started' : 'epoch';
   for (const [el, key, yaxis] of [['compare-acc', 'test_acc', { tickformat: '.2~%', title: { text: 'test accuracy' } }],
     ['compare-loss', 'test_loss', { title: { text: 'test loss' } }]]) {
-    const data = shown.map(({ run, metrics, color }) => {
-      const epochs = [...(metrics.epochs || [])].sort((a, b) => a.epoch - b.epoch);
-      return {
-        name: label(run), x: epochs.map(xOf), y: epochs.map((e) => e[key]), mode: 'lines+markers',
-        line: { color, width: 2 }, marker: { size: 6, color },
-        hovertemplate: `%{y:${key === 'test_acc' ? '.2%' : '.4f'}}<extra>${esc(label(run))}</extra>`,
-      };
-    });
-    const epochs = Math.max(0, ...shown.map(({ metrics }) => (metrics.epochs || []).length));
+    const data = shown.map(({ run, metrics: { epochs }, color }) => ({
+      name: label(run), x: epochs.map(xOf), y: epochs.map((e) => e[key]), mode: 'lines+markers',
+      line: { color, width: 2 }, marker: { size: 6, color },
+      hovertemplate: `%{y:${key === 'test_acc' ? '.2%' : '.4f'}}<extra>${esc(label(run))}</extra>`,
+    }));
+    const epochs = Math.max(0, ...shown.map(({ metrics }) => metrics.epochs.length));
     const xaxis = xMode === 'wall' ? { rangemode: 'tozero' } : { dtick: epochs <= 12 ? 1 : undefined };
     draw($(el), data, layout({
       height: 340, uirevision: `${el}-${xMode}`,
@@ -164,17 +159,17 @@ function legend() {
 async function load(state) {
   const seq = ++loadSeq;
   const ids = state.sel;
+  drawn = null;
   $('compare-empty').hidden = ids.length > 0;
   $('compare-body').hidden = ids.length === 0;
   for (const input of document.querySelectorAll('input[name="compare-x"]')) input.checked = input.value === state.x;
   if (!ids.length) return;
   let fetched;
   let zoo = [];
-  let context = [];
+  let contextIds = [];
   try {
     [fetched, zoo] = await Promise.all([Promise.all(ids.map(fetchRun)), loadZoo().catch(() => [])]);
-    const datasets = [...new Set(fetched.filter(Boolean).map((f) => f.run.dataset))];
-    context = await fetchContext(datasets);
+    contextIds = await fetchContext([...new Set(fetched.filter(Boolean).map((id) => store.get(id).dataset))]);
   } catch (e) {
     if (seq === loadSeq) toast(`Could not load the comparison: ${e.message}`, 'error');
     return;
@@ -186,18 +181,24 @@ async function load(state) {
     setState({ sel: ids.filter((id) => !missing.includes(id)) });
     return;
   }
-  shown = fetched.map((f, i) => ({ ...f, color: PALETTE[i % PALETTE.length] }));
+  drawn = { ids, contextIds, zoo, x: state.x === 'wall' ? 'wall' : 'epoch' };
+  render();
+}
+
+// Draws the comparison from the store, again whenever a selected run changes.
+function render() {
+  const { ids, contextIds, zoo, x } = drawn;
+  shown = ids.map((id, i) => ({ run: store.get(id), metrics: store.metrics(id), color: PALETTE[i % PALETTE.length] }));
+  if (shown.some((s) => !s.run || !s.metrics)) return; // deleted: the selection follows
   legend();
-  curveCharts(state.x === 'wall' ? 'wall' : 'epoch');
-  scatterCharts(context, zoo);
+  curveCharts(x);
+  scatterCharts(contextIds.map(store.get).filter(Boolean), zoo);
   bestChart(zoo);
   diffTable();
 }
 
-export function handleEvent(type, d) {
-  if (!visible) return;
-  const id = type === 'status' ? d.id : d.run_id;
-  if (type !== 'progress' && readState().sel.includes(id)) scheduleLoad();
+function onChange({ type, id }) {
+  if (type !== 'progress' && drawn?.ids.includes(id)) scheduleRender();
 }
 
 let lastKey = null;
@@ -217,6 +218,7 @@ export function hide() {
 }
 
 export function init() {
+  store.subscribe(onChange);
   for (const input of document.querySelectorAll('input[name="compare-x"]')) {
     input.addEventListener('change', () => setState({ x: input.value }));
   }

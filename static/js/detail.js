@@ -1,17 +1,17 @@
-// The Run detail view: facts, configuration, live curves (GET /runs/{id}/events), and once the
-// run has finished its confusion matrix, per-class accuracy, misclassified test images and
-// checkpoint; for a failed run, the error and its traceback.
+// The Run detail view: facts, configuration, live curves, and once the run has finished its
+// confusion matrix, per-class accuracy, misclassified test images and checkpoint; for a failed
+// run, the error and its traceback.
 
 import { api, ApiError } from './api.js';
+import { RunCurves } from './curves.js';
 import { datetime, esc, int, pct, seconds, value } from './format.js';
-import { openRunStream } from './events.js';
-import { applyEvent, RunCurves } from './live.js';
 import { axis, draw, layout } from './plots.js';
 import { setState } from './state.js';
-import { ACTIVE, actionButtons, performAction, progressHtml, statusBadge } from './widgets.js';
+import * as store from './store.js';
+import { ACTIVE, actionButtons, bindActions, progressHtml, statusBadge } from './widgets.js';
 
 const $ = (id) => document.getElementById(id);
-let current = null; // {id, run, curves, close, artifactsFor}
+let current = null; // {id, curves, artifactsFor}; curves once the run is shown
 
 function missing(text) {
   $('detail-body').hidden = true;
@@ -31,11 +31,15 @@ function renderHead(run) {
   links.push(`<a class="btn btn-small" id="detail-metrics-csv" data-testid="detail-metrics-csv"
     href="/runs/${run.id}/metrics.csv" download>Metrics CSV</a>`);
   $('detail-actions').innerHTML = links.join('') + actionButtons(run, { withDelete: true });
-  $('detail-progress').innerHTML = ACTIVE.has(run.status) ? `<div class="card">${progressHtml(run)}</div>` : '';
+  renderProgress(run);
   document.title = `#${run.id} ${run.name} — zoolab`;
   const nav = $('nav-detail');
   nav.hidden = false;
   nav.textContent = `Run #${run.id}`;
+}
+
+function renderProgress(run) {
+  $('detail-progress').innerHTML = ACTIVE.has(run.status) ? `<div class="card">${progressHtml(run)}</div>` : '';
 }
 
 function renderFacts(run) {
@@ -124,29 +128,21 @@ async function loadArtifacts(run) {
     </figure>`).join('') || '<p class="muted">No misclassified images stored.</p>';
 }
 
-function onEvent(type, d) {
-  if (!current) return;
+function onChange({ type, id, run }) {
+  if (!current?.curves || id !== current.id) return;
   if (type === 'deleted') {
     missing(`Run #${current.id} was deleted. <a href="#view=runs">Back to the runs.</a>`);
     teardown();
-    return;
+  } else if (type === 'progress' || type === 'epoch') {
+    renderProgress(run);
+    if (type === 'epoch') renderFacts(run);
+  } else {
+    render(run);
   }
-  if (type === 'status') {
-    current.run = { ...current.run, ...d };
-    render(current.run);
-    return;
-  }
-  applyEvent(current.run, type, d);
-  if (current.run.status === 'queued') current.run.status = 'running';
-  $('detail-progress').innerHTML = ACTIVE.has(current.run.status) ? `<div class="card">${progressHtml(current.run)}</div>` : '';
-  if (type === 'epoch') renderFacts(current.run);
-  current.curves.handle(type, d);
 }
 
 function teardown() {
-  if (!current) return;
-  current.close?.();
-  current.curves?.destroy();
+  current?.curves?.destroy();
   current = null;
 }
 
@@ -158,11 +154,11 @@ export async function show(state) {
   }
   if (current?.id === id) return;
   teardown();
-  current = { id, run: null, curves: null, close: null, artifactsFor: null };
-  const mine = current;
+  const mine = { id, curves: null, artifactsFor: null };
+  current = mine;
   let run;
   try {
-    run = await api(`/runs/${id}`);
+    run = await store.fetchRun(id);
   } catch (e) {
     if (current !== mine) return;
     teardown();
@@ -171,15 +167,13 @@ export async function show(state) {
     return;
   }
   if (current !== mine) return;
-  current.run = run;
   $('detail-missing').hidden = true;
   $('detail-body').hidden = false;
-  current.curves = new RunCurves($('detail-curves'), id, {
+  mine.curves = new RunCurves($('detail-curves'), id, {
     height: 320, emptyText: ACTIVE.has(run.status) ? undefined : 'no epoch was recorded',
   });
-  if (ACTIVE.has(run.status)) current.close = openRunStream(id, onEvent);
   render(run);
-  await current.curves.load();
+  await mine.curves.load();
 }
 
 export function hide() {
@@ -187,18 +181,10 @@ export function hide() {
 }
 
 export function init() {
-  $('detail-actions').addEventListener('click', async (e) => {
-    const button = e.target.closest('button[data-action]');
-    if (!button || !current?.run) return;
-    button.disabled = true;
-    const result = await performAction(button.dataset.action, current.run);
-    button.disabled = false;
-    if (result?.deleted) { setState({ view: 'runs', run: null }, { push: true }); return; }
-    if (result && result.id !== current.id) setState({ view: 'detail', run: result.id }, { push: true });
-    else if (result) {
-      current.run = result;
-      render(result);
-      if (ACTIVE.has(result.status) && !current.close) current.close = openRunStream(current.id, onEvent);
-    }
+  store.subscribe(onChange);
+  // A delete leaves for the runs; a re-run opens the new run.
+  bindActions($('detail-actions'), (result, run) => {
+    if (result.deleted) setState({ view: 'runs', run: null }, { push: true });
+    else if (result.id !== run.id) setState({ view: 'detail', run: result.id }, { push: true });
   });
 }

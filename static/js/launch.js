@@ -5,6 +5,7 @@
 import { ApiError, loadOptions, loadZoo, post } from './api.js';
 import { esc, int, pct, seconds } from './format.js';
 import { setState } from './state.js';
+import * as store from './store.js';
 import { toast } from './widgets.js';
 
 // The hyper-parameters of POST /runs, grouped as the form shows them. `options` names the list
@@ -205,7 +206,7 @@ async function submit(e) {
   try {
     const run = await post('/runs', formBody());
     toast(`Launched #${run.id} (${run.name})${run.queue_position ? `, ${run.queue_position} in queue` : ''}.`);
-    onLaunched(run);
+    store.launched(run);
     setState({ view: 'runs' }, { push: true });
   } catch (err) {
     showErrors(err);
@@ -235,8 +236,6 @@ async function launchChronology() {
   }
 }
 
-let onLaunched = () => {};
-
 export async function show(state) {
   try {
     [zoo, options] = await Promise.all([loadZoo(), loadOptions()]);
@@ -256,8 +255,7 @@ export async function show(state) {
   }
 }
 
-export function init({ launched }) {
-  onLaunched = launched;
+export function init() {
   $('launch-dataset').addEventListener('click', (e) => {
     const b = e.target.closest('button[data-dataset]');
     if (b) setState({ ds: b.dataset.dataset, preset: '' });

@@ -3,11 +3,11 @@
 
 import * as compare from './compare.js';
 import * as detail from './detail.js';
-import { subscribe } from './events.js';
 import * as launch from './launch.js';
 import { fitCharts } from './plots.js';
 import * as runs from './runs.js';
 import { onStateChange, readState, setState } from './state.js';
+import * as store from './store.js';
 import * as sweeps from './sweeps.js';
 import { debounce } from './widgets.js';
 import * as workers from './workers.js';
@@ -55,15 +55,10 @@ function start() {
   compare.init();
   detail.init();
   sweeps.init();
-  launch.init({ launched: (run) => runs.addLaunched(run) });
+  launch.init();
   workers.init();
   const refreshWorkers = debounce(workers.poll, 300); // a claim or an end changes a worker's state
-  subscribe((type, data) => {
-    runs.handleEvent(type, data);
-    compare.handleEvent(type, data);
-    sweeps.handleEvent(type, data);
-    if (type === 'status') refreshWorkers();
-  });
+  store.subscribe(({ type }) => { if (type === 'status') refreshWorkers(); });
   document.addEventListener('click', onClick);
   onStateChange(route);
   route(readState());

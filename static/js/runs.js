@@ -2,20 +2,21 @@
 // paging happen on the server, so a thousand runs cost one page), updated in place by the
 // global event stream, with row actions and a selection for Compare.
 
-import { api, loadOptions, query } from './api.js';
+import { loadOptions, query } from './api.js';
 import { compact, datetime, esc, int, pct, seconds, shortDatetime } from './format.js';
-import { applyEvent, LivePanel } from './live.js';
+import * as live from './live.js';
 import { fitCharts } from './plots.js';
 import { readState, setState } from './state.js';
-import { ACTIVE, actionButtons, debounce, performAction, progressHtml, statusBadge, toast } from './widgets.js';
+import * as store from './store.js';
+import { ACTIVE, actionButtons, bindActions, debounce, progressHtml, statusBadge, toast } from './widgets.js';
 
 // Columns whose first click sorts high to low.
 const DESC_FIRST = new Set(['params', 'best_test_acc', 'final_test_acc', 'epochs_done', 'total_seconds',
   'images_per_second', 'created_at', 'id']);
 
 const tbody = () => document.getElementById('runs-tbody');
-const rows = new Map(); // id -> Run, the rows of the page shown
-let live = null;
+const rowOf = (id) => tbody().querySelector(`tr[data-run-id="${id}"]`);
+let shown = new Set(); // the ids of the page's rows
 let loadedKey = null;
 let loadSeq = 0;
 let total = 0;
@@ -74,19 +75,16 @@ function renderRow(run, tr = null) {
 
 // Progress events change only the progress cell, so the rest of the row stays still.
 function renderProgress(run) {
-  const tr = tbody().querySelector(`tr[data-run-id="${run.id}"]`);
-  if (!tr) return;
-  const slot = tr.querySelector('.slot-progress');
+  const slot = rowOf(run.id)?.querySelector('.slot-progress');
   const html = progressHtml(run);
-  if (slot.innerHTML !== html) slot.innerHTML = html;
+  if (slot && slot.innerHTML !== html) slot.innerHTML = html;
 }
 
 function renderTable(items) {
   const body = tbody();
   const existing = new Map([...body.children].map((tr) => [Number(tr.dataset.runId), tr]));
-  rows.clear();
+  shown = new Set(items.map((run) => run.id));
   items.forEach((run, i) => {
-    rows.set(run.id, run);
     const tr = renderRow(run, existing.get(run.id));
     existing.delete(run.id);
     if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
@@ -112,7 +110,7 @@ function renderHeader(state) {
 
 function renderPager(state) {
   const from = total ? state.offset + 1 : 0;
-  const to = Math.min(state.offset + rows.size, total);
+  const to = Math.min(state.offset + shown.size, total);
   document.getElementById('runs-pageinfo').textContent = `${from}–${to} of ${int(total)} runs`;
   document.getElementById('runs-prev').disabled = state.offset <= 0;
   document.getElementById('runs-next').disabled = state.offset + state.limit >= total;
@@ -139,7 +137,7 @@ async function load(state) {
   loadedKey = JSON.stringify(listParams(state));
   renderHeader(state);
   try {
-    const page = await api(`/runs${query(listParams(state))}`);
+    const page = await store.fetchPage(listParams(state));
     if (seq !== loadSeq) return;
     total = page.total;
     if (page.items.length === 0 && state.offset > 0 && total > 0) {
@@ -153,37 +151,24 @@ async function load(state) {
   }
 }
 
-function setSelection(sel) {
-  setState({ sel });
-}
-
-function onEvent(type, d) {
-  live.handle(type, d);
-  const id = type === 'status' ? d.id : d.run_id;
-  const run = rows.get(id);
+function onChange({ type, id, run }) {
   if (type === 'deleted') {
-    if (run) { tbody().querySelector(`tr[data-run-id="${id}"]`)?.remove(); rows.delete(id); }
+    rowOf(id)?.remove();
+    shown.delete(id);
     const sel = readState().sel;
-    if (sel.includes(id)) setSelection(sel.filter((x) => x !== id));
-    return;
+    if (sel.includes(id)) setState({ sel: sel.filter((x) => x !== id) });
+  } else if (type === 'launched') {
+    addLaunched(run);
+  } else if (type === 'progress') {
+    if (shown.has(id)) renderProgress(run);
+  } else if (shown.has(id)) {
+    renderRow(run, rowOf(id));
   }
-  if (type === 'status') {
-    if (run) {
-      const merged = { ...run, ...d };
-      rows.set(id, merged);
-      renderRow(merged, tbody().querySelector(`tr[data-run-id="${id}"]`));
-    }
-    // A new run, or a claim that moves every queued run up one place: fetch the page again.
-    if (!run || d.status === 'running' || [...rows.values()].some((r) => r.status === 'queued')) {
-      if (visible) scheduleReload(); else loadedKey = null;
-    }
-    return;
+  // A new run, or a claim that moves every queued run up one place: fetch the page again.
+  if (type === 'status' && (!shown.has(id) || run.status === 'running'
+      || [...shown].some((x) => store.get(x)?.status === 'queued'))) {
+    if (visible) scheduleReload(); else loadedKey = null;
   }
-  if (!run) return;
-  applyEvent(run, type, d);
-  if (run.status === 'queued') run.status = 'running';
-  if (type === 'progress') renderProgress(run);
-  else renderRow(run, tbody().querySelector(`tr[data-run-id="${id}"]`));
 }
 
 function belongsOnFirstPage(run, state) {
@@ -193,19 +178,16 @@ function belongsOnFirstPage(run, state) {
     && (!q || `${run.name} ${run.model}`.toLowerCase().includes(q));
 }
 
-// A run this page launched: in the table and watched live at once, before the page reloads.
-export function addLaunched(run) {
-  live.watch(run);
-  if (!rows.has(run.id) && belongsOnFirstPage(run, readState())) {
-    rows.set(run.id, run);
+// A run this page launched: in the table at once, before the page reloads.
+function addLaunched(run) {
+  if (!shown.has(run.id) && belongsOnFirstPage(run, readState())) {
+    shown.add(run.id);
     tbody().prepend(renderRow(run));
     total += 1;
     document.getElementById('runs-empty').hidden = true;
   }
   loadedKey = null;
 }
-
-export { onEvent as handleEvent };
 
 export function show(state) {
   visible = true;
@@ -220,7 +202,9 @@ export function hide() {
 }
 
 export function init() {
-  live = new LivePanel();
+  live.init();
+  store.subscribe(onChange);
+  bindActions(tbody(), () => load(readState()));
   loadOptions().then((options) => {
     const select = document.getElementById('filter-dataset');
     for (const ds of options.datasets || []) {
@@ -252,11 +236,11 @@ export function init() {
     setState({ offset: s.offset + s.limit });
   });
   document.getElementById('compare-button').addEventListener('click', () => setState({ view: 'compare' }, { push: true }));
-  document.getElementById('clear-selection').addEventListener('click', () => setSelection([]));
+  document.getElementById('clear-selection').addEventListener('click', () => setState({ sel: [] }));
   document.getElementById('select-page').addEventListener('change', (e) => {
-    const ids = [...rows.keys()];
+    const ids = [...shown];
     const sel = readState().sel;
-    setSelection(e.target.checked ? [...new Set([...sel, ...ids])] : sel.filter((id) => !ids.includes(id)));
+    setState({ sel: e.target.checked ? [...new Set([...sel, ...ids])] : sel.filter((id) => !ids.includes(id)) });
   });
 
   tbody().addEventListener('change', (e) => {
@@ -265,27 +249,7 @@ export function init() {
     const id = Number(box.dataset.run);
     const sel = readState().sel.filter((x) => x !== id);
     if (box.checked) sel.push(id);
-    setSelection(sel);
+    setState({ sel });
   });
-  tbody().addEventListener('click', async (e) => {
-    const button = e.target.closest('button[data-action]');
-    if (!button) return;
-    const run = rows.get(Number(button.dataset.run));
-    if (!run) return;
-    button.disabled = true;
-    const result = await performAction(button.dataset.action, run);
-    button.disabled = false;
-    if (result?.deleted) {
-      button.closest('tr').remove();
-      rows.delete(run.id);
-    } else if (result && result.id === run.id) {
-      rows.set(run.id, result);
-      renderRow(result, button.closest('tr'));
-    } else if (result) {
-      live.watch(result);
-    }
-    load(readState());
-  });
-
   window.addEventListener('zoolab:state', () => renderSelection());
 }

@@ -7,6 +7,7 @@ import { api, ApiError, loadZoo, post } from './api.js';
 import { esc, int, pct, seconds, shortDatetime } from './format.js';
 import { axis, draw, layout, PALETTE } from './plots.js';
 import { setState } from './state.js';
+import * as store from './store.js';
 import { debounce, statusBadge, toast } from './widgets.js';
 
 const $ = (id) => document.getElementById(id);
@@ -350,14 +351,14 @@ export function hide() {
   clearTimeout(pollTimer);
 }
 
-export function handleEvent(type, data) {
-  if (!visible || !data || type === 'progress') return;
-  if (shownId ? trialRuns.has(data.run_id) || data.sweep_id === shownId : type === 'status' && data.sweep_id) {
-    scheduleReload();
-  }
+// A trial's run changed (store.js): its sweep's figures did too.
+function onRunChange({ type, id, run }) {
+  if (!visible || (type !== 'status' && type !== 'epoch')) return;
+  if (shownId ? trialRuns.has(id) || run?.sweep_id === shownId : type === 'status' && run?.sweep_id) scheduleReload();
 }
 
 export function init() {
+  store.subscribe(onRunChange);
   $('sweep-form').addEventListener('submit', submit);
   $('sweep-preset').addEventListener('change', () => loadSpace().catch((e) => toast(e.message, 'error')));
   $('sweep-add').addEventListener('click', () => addRow());

@@ -1,7 +1,8 @@
-// Small pieces shared by the views: status badges, progress bars, run action buttons, toasts.
+// Small pieces shared by the views: status badges, progress bars, run actions, toasts.
 
-import { api, post, relaunch } from './api.js';
+import { relaunch } from './api.js';
 import { esc, ordinal, pct, seconds } from './format.js';
+import * as store from './store.js';
 
 export const ACTIVE = new Set(['queued', 'running']);
 
@@ -46,35 +47,38 @@ export function actionButtons(run, { small = true, withDelete = false } = {}) {
   return out.join('');
 }
 
-// Runs a row / card / detail action. Returns the Run the server answered with, {deleted, id}
-// after a delete, or null when nothing changed.
-export async function performAction(action, run) {
+// Runs a row / card / detail action; the store applies its result, once for every view. Returns
+// the Run answered, {deleted, id} after a delete, or null when nothing changed.
+async function performAction(action, run) {
   try {
-    if (action === 'cancel') {
-      const r = await post(`/runs/${run.id}/cancel`);
-      toast(`Cancel requested for #${run.id}.`);
-      return r;
-    }
-    if (action === 'retry') {
-      const r = await post(`/runs/${run.id}/retry`);
-      toast(`#${run.id} is queued again.`);
-      return r;
-    }
     if (action === 'rerun') {
       const r = await relaunch(run);
+      store.launched(r);
       toast(`Queued #${r.id} (${r.name}), a re-run of #${run.id}.`);
       return r;
     }
-    if (action === 'delete') {
-      if (!confirm(`Delete run #${run.id} (${run.name}) and its artifacts?`)) return null;
-      await api(`/runs/${run.id}`, { method: 'DELETE' });
-      toast(`Deleted #${run.id}.`);
-      return { deleted: true, id: run.id };
-    }
+    if (action === 'delete' && !confirm(`Delete run #${run.id} (${run.name}) and its artifacts?`)) return null;
+    const r = await store.act(run.id, action);
+    toast({ cancel: `Cancel requested for #${run.id}.`, retry: `#${run.id} is queued again.`,
+      delete: `Deleted #${run.id}.` }[action]);
+    return action === 'delete' ? { deleted: true, id: run.id } : r;
   } catch (e) {
     toast(`${action} #${run.id}: ${e.message}`, 'error');
+    return null;
   }
-  return null;
+}
+
+// The action buttons (data-action, data-run) in `root`; then(result, run): the view's next step.
+export function bindActions(root, then = () => {}) {
+  root.addEventListener('click', async (e) => {
+    const button = e.target.closest('button[data-action]');
+    const run = button && store.get(Number(button.dataset.run));
+    if (!run) return;
+    button.disabled = true;
+    const result = await performAction(button.dataset.action, run);
+    button.disabled = false;
+    if (result) then(result, run);
+  });
 }
 
 export function toast(message, kind = 'info', ms = 5000) {

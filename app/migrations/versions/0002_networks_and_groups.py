@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("params", sa.Integer(), nullable=False),
         sa.Column("description", sa.String(1000), nullable=False),
         sa.Column("from_run_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     run = sa.table("run", sa.column("id", sa.Integer()), sa.column("model", sa.String()),

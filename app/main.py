@@ -17,8 +17,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import errors, queue
-from app.api import architectures, bulk, groups, lineage, presets, runs, workers, zoo
+from app import errors, queue, sweeper
+from app.api import architectures, bulk, groups, lineage, presets, runs, sweeps, workers, zoo
 from app.auth import SameSiteWrites
 from app.body_limit import BodyLimit
 from app.db import get_engine
@@ -32,6 +32,7 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 # The docs pages may load nothing from another host: ReDoc would fetch its logo from a CDN.
 LOCAL_ONLY = {"Content-Security-Policy": "default-src 'self' 'unsafe-inline' data: blob:"}
+SWEEP_SECONDS = 1.0  # how often ended trials are told to their study and tpe sweeps ask for more
 
 
 async def _reap_forever(every: float) -> None:
@@ -54,7 +55,9 @@ async def lifespan(app: FastAPI):
     app.state.broadcaster = Broadcaster()
     await app.state.broadcaster.start()
     reaper = asyncio.create_task(_reap_forever(max(1.0, get_settings().stale_seconds / 3)))
+    sweeps_loop = asyncio.create_task(sweeper.run_forever(SWEEP_SECONDS))
     yield
+    sweeps_loop.cancel()
     reaper.cancel()
     await app.state.broadcaster.stop()
 
@@ -72,7 +75,7 @@ def create_app() -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"])
     errors.install(app)
     # bulk first: its GET /runs/ids would otherwise be taken for GET /runs/{run_id}
-    for module in (bulk, runs, groups, lineage, zoo, presets, workers, architectures):
+    for module in (bulk, runs, groups, lineage, sweeps, zoo, presets, workers, architectures):
         app.include_router(module.router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

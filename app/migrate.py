@@ -9,7 +9,11 @@ The server upgrades at start; a worker only checks (a worker newer or older than
 database says so and stops, rather than change a schema a running server relies on) — but
 creates a brand-new, empty database. A database newer than the code is refused, never altered.
 Migrations run in one transaction holding the database's write lock (SQLite: BEGIN IMMEDIATE;
-PostgreSQL: an advisory lock), so a server and workers starting together never race."""
+PostgreSQL: an advisory lock), so a server and workers starting together never race.
+
+The database also holds the Optuna studies of sweeps (app/studies.py) in Optuna's own tables:
+these migrations neither create, alter nor drop them, and autogenerate never sees them
+(`include_name`). Optuna reads zoolab's `alembic_version` row and leaves it alone."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from optuna.storages._rdb.models import BaseModel as OptunaModel  # Optuna's tables, as Optuna declares them
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
@@ -29,6 +34,12 @@ SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # The first release created its tables without Alembic: such a database is stamped with this.
 BASELINE = "0001"
 ADVISORY_LOCK = 0x7A6F6F6C  # "zool"
+OPTUNA_TABLES = frozenset(OptunaModel.metadata.tables)
+
+
+def include_name(name: str | None, type_: str, parent_names) -> bool:
+    """Alembic's filter: Optuna's tables are Optuna's (app/studies.py), never zoolab's schema."""
+    return not (type_ == "table" and name in OPTUNA_TABLES)
 
 
 class SchemaError(RuntimeError):

@@ -9,6 +9,7 @@ checks the status it leaves; see app/queue.py). Worker status is `WorkerStatus`.
     running   --last epoch (worker)------> finished
     running   --error / NaN (worker)-----> failed
     running   --cancel_requested (worker)> cancelled
+    running   --a sweep's pruner (worker)> pruned (a weak trial stopped early; the reason in `error`)
     running   --worker lost (reaper)-----> queued (resumes from its last epoch) | failed
     failed, cancelled --retry (API)------> queued (resumes from its last epoch)
 """
@@ -34,9 +35,10 @@ class Status(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"
 
 
-TERMINAL = (Status.FINISHED, Status.FAILED, Status.CANCELLED)
+TERMINAL = (Status.FINISHED, Status.FAILED, Status.CANCELLED, Status.PRUNED)
 
 
 class RunBase(SQLModel):
@@ -76,15 +78,21 @@ class RunBase(SQLModel):
     # when the run is queued; a migration that changes what a config holds recomputes it.
     group_key: str = Field(default="", max_length=16, index=True)
     # What a user wrote about the run (rules: app/labels.py). Server defaults, as in migration
-    # 0003, so rows inserted without them (bulk inserts) start empty too.
+    # 0005, so rows inserted without them (bulk inserts) start empty too.
     notes: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default=text("'[]'")))
+    # The sweep that queued this run, and the number of its trial in the sweep's Optuna study.
+    sweep_id: int | None = Field(default=None, foreign_key="sweep.id", ondelete="SET NULL", index=True)
+    trial_number: int | None = None
 
 
 class Run(RunBase, table=True):
     # AUTOINCREMENT: SQLite would otherwise give the newest run's id again once it is deleted,
     # and streams replaying that id would show the deleted run's events under the new one.
-    __table_args__ = (Index("ix_run_status_id", "status", "id"), {"sqlite_autoincrement": True})
+    # One run per trial of a sweep (NULLs are distinct: runs outside sweeps are not constrained).
+    __table_args__ = (Index("ix_run_status_id", "status", "id"),
+                      UniqueConstraint("sweep_id", "trial_number", name="uq_run_sweep_trial"),
+                      {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
 
@@ -104,6 +112,42 @@ class UserPreset(SQLModel, table=True):
     # The run it was saved from, if any (kept as a plain id: the run may be deleted later).
     from_run_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SweepStatus(StrEnum):
+    RUNNING = "running"      # trials are queued, training, or still to be asked for
+    FINISHED = "finished"    # every trial of the budget ended
+    CANCELLED = "cancelled"  # its queued trials were cancelled; it asks for no more
+
+
+class SweepBase(SQLModel):
+    """A search over a space of run configs (app/space.py); its trials are runs (`Run.sweep_id`),
+    its sampler's and pruner's memory an Optuna study in this same database (app/studies.py)."""
+
+    name: str = Field(max_length=200)
+    model: str = Field(max_length=100)
+    dataset: str = Field(max_length=40)
+    # The resolved config every trial starts from; a trial changes only the space's keys.
+    base: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The run the base was taken from (each trial's parent), if any; kept as a plain id.
+    base_run_id: int | None = None
+    space: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))  # app/space.py Dimension
+    sampler: str = Field(max_length=16)   # grid | random | tpe
+    pruner: str = Field(max_length=16)    # none | median | halving
+    budget: int                           # trials (runs) the sweep makes at most
+    seed: int = 0                         # of the sampler
+    status: str = Field(default=SweepStatus.RUNNING, max_length=16, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    # The finished trial with the best test accuracy so far (a plain id: the run may be deleted).
+    best_run_id: int | None = None
+    study_name: str = Field(max_length=100, unique=True)
+    # Why the sweep asked for no more trials than it did, when that was not the budget.
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Sweep(SweepBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
 
 
 class Metric(SQLModel, table=True):

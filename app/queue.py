@@ -4,8 +4,8 @@ overwrites a decision taken by someone else. Shared by the server and the worker
 
 A worker's side: `claim()` returns a `Lease`, the one object that writes what the worker
 does with its run (start, epochs, progress, heartbeat, end) and that knows whether the
-run is still its own. The API's side: `enqueue`, `request_cancel`, `retry`, `remove`,
-in the caller's session. Reapers: `release_lost`, `reap_stale`."""
+run is still its own. The API's side: `enqueue`, `request_cancel`, `cancel_sweep_queue`, `retry`,
+`remove`, in the caller's session. Reapers: `release_lost`, `reap_stale`."""
 
 import math
 import os
@@ -267,6 +267,15 @@ def request_cancel(session: Session, run_id: int) -> bool:
         return False
     session.commit()
     return True
+
+
+def cancel_sweep_queue(session: Session, sweep_id: int) -> list[int]:
+    """A sweep's queued runs → cancelled, in the caller's transaction (the caller commits)."""
+    ids = session.execute(update(Run).where(Run.sweep_id == sweep_id, Run.status == Status.QUEUED)
+                          .values(status=Status.CANCELLED, finished_at=utcnow()).returning(Run.id)).scalars().all()
+    for run_id in ids:
+        _event(session, run_id, "status", status=Status.CANCELLED)
+    return list(ids)
 
 
 def retry(session: Session, run_id: int) -> bool:

@@ -9,7 +9,10 @@ epoch's metrics are committed, so a run taken over after a crash resumes from it
 committed epoch, with no epoch lost or written twice; if that checkpoint is damaged, from
 the one before it (or from the start), and the run says so. A database that cannot be
 written for a while (locked, full, unreachable) does not end the worker: it lets its run go
-back to the queue once it can, and waits with a growing backoff meanwhile."""
+back to the queue once it can, and waits with a growing backoff meanwhile.
+
+A sweep's trial also reports each epoch's test accuracy to the sweep's Optuna study, whose
+pruner may stop it (status `pruned`); the worker tells the study how each trial ended."""
 
 import argparse
 import logging
@@ -27,7 +30,7 @@ from PIL import Image
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app import faults, queue
+from app import faults, queue, studies, sweeper
 from app.artifacts import DiskFull, RunFiles
 from app.db import make_engine
 from app.migrate import require_current
@@ -134,6 +137,7 @@ class Worker:
             run = s.get(Run, run_id)
             config = RunConfig(**run.config)
             epochs_done, seconds_before = run.epochs_done, run.total_seconds
+        trial = sweeper.trial_report(self.engine, run)  # a sweep's trial: its study hears each epoch
         log.info("run %s: %s for %s epochs (from epoch %s)", run_id, config.model, config.epochs, epochs_done + 1)
         beat = Heartbeat(lease, self.settings.heartbeat_seconds, self.device)
         beat.start()
@@ -147,7 +151,7 @@ class Worker:
                 log.warning("run %s: %s", run_id, note)
             lease.start(describe(self.device), self._versions(), epochs_done, note)
             data = load(config.dataset, self.settings.data_dir, self.device, self.settings.download)
-            reporter = _DatabaseReporter(lease, files, config, seconds_before)
+            reporter = _DatabaseReporter(lease, files, config, seconds_before, trial)
             result = train(config, data, reporter, self.device, resume=resume,
                            should_stop=lambda: beat.stop.is_set() or self.shutting_down.is_set(),
                            progress_seconds=self.settings.progress_seconds)
@@ -157,6 +161,8 @@ class Worker:
             self._write_artifacts(files, data, config, result, weights)
             lease.end(Status.FINISHED, has_artifacts=True)
             files.prune_checkpoints(None)
+        except studies.Pruned as e:
+            lease.end(Status.PRUNED, error=str(e))
         except Stopped:
             if self.shutting_down.is_set():
                 lease.release("worker shut down")
@@ -185,6 +191,16 @@ class Worker:
             beat.join()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+            if trial is not None:
+                self._settle(run_id)
+
+    def _settle(self, run_id: int) -> None:
+        """Tell the sweep's study how the trial ended, so the next trials' pruning counts it; a
+        failure here is the server's sweeper's to catch up with, never this worker's end."""
+        try:
+            sweeper.settle(self.engine, run_id)
+        except Exception:
+            log.exception("run %s: telling its sweep's study failed; the server will", run_id)
 
     def _resume_point(self, files: RunFiles, epochs_done: int) -> tuple[dict | None, int, str | None]:
         """The checkpoint to resume from, its epoch, and what was done instead if it was not the
@@ -219,10 +235,12 @@ class Worker:
 
 
 class _DatabaseReporter:
-    """The trainer's reporter: checkpoint, then commit, each epoch; progress points between."""
+    """The trainer's reporter: checkpoint, then commit, each epoch; progress points between. A
+    sweep's trial then reports the epoch to its study, whose pruner may stop it there."""
 
-    def __init__(self, lease: queue.Lease, files: RunFiles, config: RunConfig, seconds_before: float):
-        self.lease, self.files, self.config = lease, files, config
+    def __init__(self, lease: queue.Lease, files: RunFiles, config: RunConfig, seconds_before: float,
+                 trial: studies.TrialReport | None = None):
+        self.lease, self.files, self.config, self.trial = lease, files, config, trial
         self.started = time.perf_counter() - seconds_before
         self.state: TrainState | None = None
 
@@ -236,6 +254,8 @@ class _DatabaseReporter:
         faults.reached("epoch-committed", self.lease.run_id, epoch)
         _save(self.files, self.files.model, _model_file(self.config, state.model.state_dict()))
         self.files.prune_checkpoints(epoch)
+        if self.trial is not None:
+            self.trial.epoch(epoch, metrics.get("test_acc"))  # may raise studies.Pruned
 
     def progress(self, epoch: float, fraction: float, train_loss: float, train_acc: float,
                  eta_seconds: float | None) -> None:

@@ -37,7 +37,7 @@ from app.settings import choose_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = str(choose_data_dir(os.environ.get("ZOOLAB_DATA_DIR"), REPO))
-TERMINAL = ("finished", "failed", "cancelled")
+TERMINAL = ("finished", "failed", "cancelled", "pruned")
 # A run that trains and evaluates in a second or two.
 QUICK_RUN = {"model": "mnist-logreg", "epochs": 1, "train_subset": 2000, "test_subset": 2000}
 # A run that trains in a couple of seconds and is still evaluated on the full 10,000-image test set.

@@ -1,7 +1,9 @@
 """Upgrades keep every run: a runs.db made by zoolab's first release (tests/fixtures/, made by
 make-runs-v0.1.0.sh with main at 08fd569) is upgraded by a real server at start with nothing
 lost, its queued runs still train; the migrations build exactly the models' schema; a
-database newer than the code is refused and left byte for byte as it was.
+database newer than the code is refused and left byte for byte as it was; the Optuna tables
+of sweeps' studies, beside zoolab's, are neither touched by the migrations nor seen as a
+difference.
 
     .venv/bin/python -m pytest tests/test_migrations.py -q
 """
@@ -14,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -22,7 +25,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel
 
-from app import migrate
+from app import migrate, studies
 from app.db import make_engine
 from tests.stack import REPO, Stack, query
 from trainer.config import group_key
@@ -56,10 +59,11 @@ def _copy_fixture(folder: Path) -> Path:
     return Path(shutil.copy(FIXTURE, folder / "runs.db"))
 
 
-def _schema_diff(url: str) -> list:
+def _schema_diff(url: str, include_name=migrate.include_name) -> list:
+    """What autogenerate would change, with the filter of app/migrations/env.py."""
     with make_engine(url).connect() as connection:
-        return compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}),
-                                SQLModel.metadata)
+        opts = {"compare_type": True, "include_name": include_name}
+        return compare_metadata(MigrationContext.configure(connection, opts=opts), SQLModel.metadata)
 
 
 def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path):
@@ -139,6 +143,32 @@ def test_a_first_release_run_upgrades_on_either_database(database_url):
     assert stored == {**config, "layers": list(PRESETS["mnist-3fc-bn1-51k"].layers)}
     assert key == group_key(stored) and migrate.current(engine) == migrate.head()
     assert _schema_diff(database_url) == []
+
+
+def test_optuna_tables_beside_ours_are_left_alone(tmp_path):
+    """A sweep's study lives in Optuna's own tables of the same database: going down and up
+    again through every migration keeps the study, and autogenerate sees no difference (without
+    the filter it would drop Optuna's tables)."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    engine = make_engine(url)
+    with engine.begin() as connection:  # by the migrations, whose downgrades name their constraints
+        command.upgrade(migrate._config(connection), "head")
+    study = optuna.create_study(study_name="kept", storage=studies.storage(engine), direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.9, params={"lr": 0.01},
+                                              distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1)}))
+    assert _schema_diff(url) == []
+    with engine.connect() as connection:  # autogenerate through app/migrations/env.py: nothing to do
+        command.check(migrate._config(connection))
+    dropped = {op[1].name for op in _schema_diff(url, include_name=None) if op[0] == "remove_table"}
+    assert dropped == migrate.OPTUNA_TABLES
+    with make_engine(url).begin() as connection:
+        command.downgrade(migrate._config(connection), "0001")
+    migrate.upgrade(make_engine(url))
+    assert _schema_diff(url) == []
+    with sqlite3.connect(tmp_path / "runs.db") as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.head(),)]
+    kept = optuna.load_study(study_name="kept", storage=studies.storage(make_engine(url)))
+    assert [(t.params, t.value) for t in kept.trials] == [({"lr": 0.01}, 0.9)]
 
 
 def _zoolab(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

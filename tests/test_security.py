@@ -106,7 +106,7 @@ def _operations(stack: Stack) -> list[tuple[str, str]]:
 
 def _fill(path: str, run_id: int, group_key: str = "0" * 16) -> str:
     for name, value in {"run_id": run_id, "k": 0, "key": group_key, "a": group_key, "b": group_key,
-                        "preset_id": "my-preset"}.items():
+                        "preset_id": "my-preset", "sweep_id": 1, "model": "mnist-logreg"}.items():
         path = path.replace("{" + name + "}", str(value))
     return path
 
@@ -154,6 +154,8 @@ def test_changes_succeed_with_the_token(token_server):
 def test_reads_stay_open_with_a_token(token_server):
     with token_server.client() as c:
         run = c.post("/runs", json=QUICK_RUN).json()
+        sweep = c.post("/sweeps", json={"base": QUICK_RUN, "space": {"lr": {"choices": [0.01]}}, "sampler": "grid"})
+        assert sweep.status_code == 201 and sweep.json()["id"] == 1, sweep.text
     run_id = run["id"]
     reads = [p for m, p in _operations(token_server) if m == "GET"]
     with httpx.Client(base_url=token_server.url, timeout=30) as anonymous:

@@ -10,6 +10,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from app import models  # noqa: F401  (registers the tables in SQLModel.metadata)
+from app.migrate import include_name
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -18,6 +19,7 @@ context.configure(
     # SQLite alters a table by copying it: "batch" mode does that for every operation there.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=include_name,  # Optuna's tables (sweeps' studies) live beside ours
 )
 with context.begin_transaction():
     context.run_migrations()

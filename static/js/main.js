@@ -8,10 +8,11 @@ import { fitCharts } from './plots.js';
 import * as runs from './runs.js';
 import { onStateChange, readState, setState } from './state.js';
 import * as store from './store.js';
+import * as sweeps from './sweeps.js';
 import { debounce } from './widgets.js';
 import * as workers from './workers.js';
 
-const VIEWS = { launch, runs, compare, detail };
+const VIEWS = { launch, runs, compare, detail, sweeps };
 let currentView = null;
 
 function route(state) {
@@ -53,6 +54,7 @@ function start() {
   runs.init();
   compare.init();
   detail.init();
+  sweeps.init();
   launch.init();
   workers.init();
   const refreshWorkers = debounce(workers.poll, 300); // a claim or an end changes a worker's state

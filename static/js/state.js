@@ -20,9 +20,10 @@ const DEFAULTS = {
   x: 'epoch',       // compare x axis: epoch | wall
   ds: '',           // launch: dataset
   preset: '',       // launch: preset id
+  sweep: null,      // sweeps: the sweep shown (none: the list)
 };
 
-const INTS = new Set(['offset', 'limit', 'run']);
+const INTS = new Set(['offset', 'limit', 'run', 'sweep']);
 
 export function readState() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from app import presets
 from app.db import SessionDep
 from trainer import config
+from trainer.layers import KINDS
 from trainer.zoo import describe
 
 router = APIRouter(tags=["zoo"])
@@ -22,4 +23,5 @@ def list_zoo(session: SessionDep) -> list[dict[str, Any]]:
 def zoo_options() -> dict[str, Any]:
     return {"datasets": config.DATASETS, "optimizers": config.OPTIMIZERS, "schedulers": config.SCHEDULERS,
             "augments": config.AUGMENTS, "normalizations": config.NORMALIZATIONS,
-            "limits": {k: list(v) for k, v in config.LIMITS.items()}}
+            "limits": {k: list(v) for k, v in config.LIMITS.items()},
+            "layers": {name: kind.usage(name) for name, kind in KINDS.items()}}

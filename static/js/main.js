@@ -4,14 +4,16 @@
 import * as compare from './compare.js';
 import * as detail from './detail.js';
 import * as launch from './launch.js';
+import * as lineage from './lineage.js';
 import { fitCharts } from './plots.js';
+import * as reproduction from './reproduction.js';
 import * as runs from './runs.js';
 import { onStateChange, readState, setState } from './state.js';
 import * as store from './store.js';
 import { debounce } from './widgets.js';
 import * as workers from './workers.js';
 
-const VIEWS = { launch, runs, compare, detail };
+const VIEWS = { launch, runs, compare, detail, lineage, reproduction };
 let currentView = null;
 
 function route(state) {
@@ -46,6 +48,7 @@ function onClick(e) {
   if (!tab && !go) return;
   e.preventDefault();
   if (tab) setState({ view: tab.dataset.view }, { push: true });
+  else if (go.dataset.goFrom) setState({ view: go.dataset.goView, from: Number(go.dataset.goFrom) }, { push: true });
   else setState({ view: go.dataset.goView, run: go.dataset.goRun ? Number(go.dataset.goRun) : null }, { push: true });
 }
 
@@ -54,6 +57,8 @@ function start() {
   compare.init();
   detail.init();
   launch.init();
+  lineage.init();
+  reproduction.init();
   workers.init();
   const refreshWorkers = debounce(workers.poll, 300); // a claim or an end changes a worker's state
   store.subscribe(({ type }) => { if (type === 'status') refreshWorkers(); });

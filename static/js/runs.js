@@ -3,6 +3,7 @@
 // global event stream, with row actions and a selection for Compare.
 
 import { loadOptions, query } from './api.js';
+import { forkLink } from './fork.js';
 import { compact, datetime, esc, int, pct, seconds, shortDatetime } from './format.js';
 import * as live from './live.js';
 import { fitCharts } from './plots.js';
@@ -54,7 +55,7 @@ function rowHtml(run) {
     <td class="num">${run.status === 'queued' && !run.total_seconds ? '—' : seconds(run.total_seconds)}${notesLine(run.notes_seconds != null ? `notes ${seconds(run.notes_seconds)}` : '')}</td>
     <td class="num">${int(run.images_per_second)}</td>
     <td class="col-created" title="${esc(datetime(run.created_at))}">${shortDatetime(run.created_at)}</td>
-    <td class="col-actions">${actionButtons(run)}</td>`;
+    <td class="col-actions">${actionButtons(run)}${forkLink(run)}</td>`;
 }
 
 function renderRow(run, tr = null) {

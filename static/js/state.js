@@ -15,9 +15,16 @@ const DEFAULTS = {
   x: 'epoch',       // compare x axis: epoch | wall
   ds: '',           // launch: dataset
   preset: '',       // launch: preset id
+  from: null,       // launch: the run the form starts from ("Edit & launch"), recorded as parent
+  lds: '',          // lineage: dataset
+  rds: '',          // reproduction: dataset, and the recipe: epochs, subsets, seeds wanted
+  repochs: null,
+  rtrain: null,
+  rtest: null,
+  rseeds: 3,
 };
 
-const INTS = new Set(['offset', 'limit', 'run']);
+const INTS = new Set(['offset', 'limit', 'run', 'from', 'repochs', 'rtrain', 'rtest', 'rseeds']);
 
 export function readState() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));

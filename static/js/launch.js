@@ -187,6 +187,7 @@ function renderHead() {
       <span class="run-id">#${run.id}</span> ${esc(run.name)}`;
     $('launch-preset-summary').innerHTML = `Filled with run #${run.id}'s configuration and network (preset
       <code>${esc(preset.id)}</code>${preset.missing ? ', since deleted' : ''}); the new run is recorded as derived from it.
+      ${run.error ? `It failed: <strong>${esc(run.error)}</strong>.` : ''}
       <a href="#view=launch&ds=${esc(preset.dataset)}&preset=${esc(preset.id)}" data-testid="launch-unfork">Start from the preset instead</a>.`;
   } else {
     $('launch-preset-title').innerHTML = `<code>${esc(preset.id)}</code>`;
@@ -223,6 +224,9 @@ function renderForm() {
     </div></fieldset>`).join('');
   $('f-name').placeholder = 'named by its change';
   renderHead();
+  $('launch-layer-help').innerHTML = `One layer per row, its numbers after its kind: ${
+    Object.values(options.layers || {}).map((usage) => `<code>${esc(usage)}</code>`).join(' · ')}.`
+    + ' Enter adds a row below.';
   const layers = run?.config?.layers || preset.layers || [];
   table.set(layers, start.dataset, { base: layers, baseParams: run ? run.params : preset.params, baseName: baseName() });
   clearErrors();

@@ -205,6 +205,7 @@ function render() {
   if (!data) return;
   rowsShown = flatten(data.tree);
   box.innerHTML = rowsShown.map(rowHtml).join('');
+  $('lineage-empty').hidden = rowsShown.length > 0;
   const runs = data.nodes.filter((n) => n.kind === 'run').length;
   $('lineage-summary').textContent = `${int(runs)} ${runs === 1 ? 'run' : 'runs'} of ${dataset}`
     + `${runs >= data.limit ? ` (the newest ${data.limit} and their ancestors)` : ''}; seeds of one configuration fold into one node.`;

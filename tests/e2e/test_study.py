@@ -214,3 +214,19 @@ def test_save_launch_rename_and_delete_my_preset(page, server):
     assert server.api.get("/presets").json() == []
     assert server.run(launched["id"])["config"]["layers"] == WITH_BN
     assert page.locator("[data-testid=user-presets]").count() == 0
+
+
+def test_preset_list_reads_whole_and_says_why_the_counts_differ(page, server):
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{server.url}/#view=launch&ds=mnist&preset=mnist-logreg")
+    page.wait_for_selector("[data-testid=layer-2]")
+    # No description is cut, even where two presets differ only at the end.
+    cut = page.eval_on_selector_all("#preset-list .preset-desc", "ds => ds.filter(d => d.scrollWidth > d.clientWidth"
+                                    " || d.scrollHeight > d.clientHeight + 1).map(d => d.textContent)")
+    assert cut == []
+    assert "PolynomialLR(power=2)" in page.text_content("[data-testid=preset-mnist-3fc-2bn-polylr]")
+    # The notes' parameter count beside the code's, with the reason they differ.
+    summary = page.text_content("#launch-preset-summary")
+    assert "7,850 parameters as the code builds the network (the notes' own count: 7840, 10 fewer)" in summary
+    # The layer language, from the server, under the table.
+    assert "conv IN OUT K [pad=P] [stride=S]" in page.text_content("[data-testid=layer-help]")

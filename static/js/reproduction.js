@@ -58,16 +58,16 @@ function rowHtml(row) {
   return `<tr data-preset="${id}" data-testid="repro-row-${id}">
     <td class="col-select"><input type="checkbox" class="repro-select" data-preset="${id}" data-testid="repro-select-${id}"
       aria-label="Choose ${id}" ${selected.has(row.preset) ? 'checked' : ''}></td>
-    <td class="num">${row.order}</td>
-    <td><code>${id}</code><div class="muted small">${esc(row.description)}</div></td>
-    <td class="num">${int(row.params)}</td>
+    <td class="num col-order">${row.order}</td>
+    <td><code>${id}</code><div class="muted small col-desc">${esc(row.description)}</div></td>
+    <td class="num col-params">${int(row.params)}</td>
     <td class="num" data-testid="repro-notes-${id}">${pct(row.notes_acc)}</td>
     <td data-testid="repro-seeds-${id}">${seedsHtml(row)}</td>
     <td class="num" data-testid="repro-mean-${id}" data-n="${best.n}">${best.mean === null ? '—' : `${pct(best.mean)}${spread}`}</td>
-    <td class="num muted">${best.n > 1 ? `${pct(best.min)}–${pct(best.max)}` : '—'}</td>
+    <td class="num muted col-range">${best.n > 1 ? `${pct(best.min)}–${pct(best.max)}` : '—'}</td>
     <td class="num" data-testid="repro-margin-${id}">${isNum(row.margin) ? points(row.margin) : '—'}</td>
     <td data-testid="repro-verdict-${id}">${verdictHtml(row)}</td>
-    <td class="num">${seconds(row.total_seconds.mean)}${row.notes_seconds != null ? `<div class="notes">notes ${seconds(row.notes_seconds)}</div>` : ''}</td>
+    <td class="num col-time">${seconds(row.total_seconds.mean)}${row.notes_seconds != null ? `<div class="notes">notes ${seconds(row.notes_seconds)}</div>` : ''}</td>
     <td class="col-actions">${missing.length ? `<button type="button" class="btn btn-small" data-queue="${id}"
       data-testid="repro-queue-${id}">Queue seed${missing.length > 1 ? 's' : ''} ${missing.join(', ')}</button>` : ''}</td>
   </tr>`;

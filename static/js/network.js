@@ -78,6 +78,7 @@ export class NetworkTable {
     this.baseParams = null;
     this.baseName = '';
     this.answer = null; // the checker's table for the layers as they are, or null
+    this.input = null; // the dataset's image shape, once checked
     this.known = new Map(); // dataset + layers up to a row -> that row's {shape, params}
     this.seq = 0;
     this.status = { pending: false, params: null, error: null, notice: '' };

@@ -158,6 +158,7 @@ def test_zoo_lists_every_preset_with_its_parameter_count(client):
     assert by_id["mnist-logreg"]["notes_acc"] == pytest.approx(0.9215)
     options = client.get("/zoo/options").json()
     assert "adam" in options["optimizers"] and options["limits"]["epochs"] == [1, 1000]
+    assert options["layers"]["conv"] == "conv IN OUT K [pad=P] [stride=S]"  # the layer editor's help
 
 
 def test_server_never_imports_torch():

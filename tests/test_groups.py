@@ -161,6 +161,7 @@ def test_the_reproduction_table_and_its_missing_seeds(client):
     assert [r["config"]["seed"] for r in runs] == [0, 1] and {r["config"]["epochs"] for r in runs} == {1}
     row = client.get("/reproduction", params=recipe).json()[0]
     assert row["missing_seeds"] == [2] and row["key"] == runs[0]["group_key"]
+    assert client.get("/reproduction", params={**recipe, "seeds": 4}).json()[0]["missing_seeds"] == [2, 3]
     again = client.post("/reproduction/seeds", json={**recipe, "seeds": 2, "presets": ["mnist-logreg"]}).json()
     assert again["run_ids"] == []  # nothing missing any more
     bad = client.post("/reproduction/seeds", json={**recipe, "presets": ["cifar-vgg-179k"]})

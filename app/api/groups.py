@@ -178,6 +178,12 @@ class Recipe(BaseModel):
         return {k: getattr(self, k) for k in ("epochs", "train_subset", "test_subset") if getattr(self, k) is not None}
 
 
+class ReproductionQuery(Recipe):
+    """The recipe and the seeds wanted, as GET /reproduction (and its exports) reads them: one
+    query model, since a model that forbids extra keys refuses any query parameter beside it."""
+    seeds: Annotated[int, Field(ge=1, le=20, description="seeds wanted per preset: 0..N-1")] = 3
+
+
 class SeedsRequest(Recipe):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -228,12 +234,12 @@ def _reproduction(session: Session, recipe: Recipe, wanted: int) -> list[Reprodu
     return rows
 
 
-Wanted = Annotated[int, Query(ge=1, le=20, description="seeds wanted per preset")]
+Reproduction = Annotated[ReproductionQuery, Query()]
 
 
 @router.get("/reproduction", response_model=list[ReproductionRow])
-def reproduction(session: SessionDep, recipe: Annotated[Recipe, Query()], seeds: Wanted = 3) -> list[ReproductionRow]:
-    return _reproduction(session, recipe, seeds)
+def reproduction(session: SessionDep, recipe: Reproduction) -> list[ReproductionRow]:
+    return _reproduction(session, recipe, recipe.seeds)
 
 
 def _table(rows: list[ReproductionRow]) -> list[dict[str, Any]]:
@@ -249,8 +255,8 @@ def _table(rows: list[ReproductionRow]) -> list[dict[str, Any]]:
 
 
 @router.get("/reproduction.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def reproduction_csv(session: SessionDep, recipe: Annotated[Recipe, Query()], seeds: Wanted = 3) -> Response:
-    table = _table(_reproduction(session, recipe, seeds))
+def reproduction_csv(session: SessionDep, recipe: Reproduction) -> Response:
+    table = _table(_reproduction(session, recipe, recipe.seeds))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["preset"])
     writer.writeheader()
@@ -260,8 +266,8 @@ def reproduction_csv(session: SessionDep, recipe: Annotated[Recipe, Query()], se
 
 
 @router.get("/reproduction.md", response_class=Response, responses={200: {"content": {"text/markdown": {}}}})
-def reproduction_markdown(session: SessionDep, recipe: Annotated[Recipe, Query()], seeds: Wanted = 3) -> Response:
-    table = _table(_reproduction(session, recipe, seeds))
+def reproduction_markdown(session: SessionDep, recipe: Reproduction) -> Response:
+    table = _table(_reproduction(session, recipe, recipe.seeds))
     if not table:
         return Response(f"No notes' experiments for {recipe.dataset}.\n", media_type="text/markdown")
     head = list(table[0])

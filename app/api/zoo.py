@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from app import filters, presets
 from app.db import SessionDep
 from trainer import config
+from trainer.layers import KINDS
 from trainer.zoo import describe
 
 router = APIRouter(tags=["zoo"])
@@ -24,4 +25,6 @@ def zoo_options() -> dict[str, Any]:
             "augments": config.AUGMENTS, "normalizations": config.NORMALIZATIONS,
             "limits": {k: list(v) for k, v in config.LIMITS.items()},
             # the run config's keys that GET /runs filters and sorts on, "number" or "text"
-            "config_keys": {k: "number" if filters.NUMERIC[k] else "text" for k in filters.CONFIG_KEYS}}
+            "config_keys": {k: "number" if filters.NUMERIC[k] else "text" for k in filters.CONFIG_KEYS},
+            # each layer kind and its arguments, for the layer editor's help line
+            "layers": {name: kind.usage(name) for name, kind in KINDS.items()}}

@@ -54,7 +54,9 @@ function askToken() {
   return tokenPrompt;
 }
 
-export async function api(path, { method = 'GET', body, signal } = {}, retried = false) {
+// ask: false answers a 401 with an ApiError instead of asking for the token (checks the page
+// makes on its own, which should not interrupt the user).
+export async function api(path, { method = 'GET', body, signal, ask = true } = {}, retried = false) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const token = localStorage.getItem(TOKEN_KEY);
@@ -62,7 +64,7 @@ export async function api(path, { method = 'GET', body, signal } = {}, retried =
   const res = await fetch(path, {
     method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (res.status === 401 && method !== 'GET') {
+  if (res.status === 401 && method !== 'GET' && ask) {
     if (retried) localStorage.removeItem(TOKEN_KEY); // refused: ask again next time
     else {
       const fresh = await askToken();
@@ -101,6 +103,12 @@ let optionsPromise = null;
 export function loadZoo() {
   zooPromise ??= api('/zoo').catch((e) => { zooPromise = null; throw e; });
   return zooPromise;
+}
+
+// After a preset is saved, renamed or deleted.
+export function reloadZoo() {
+  zooPromise = null;
+  return loadZoo();
 }
 
 export function loadOptions() {

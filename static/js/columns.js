@@ -5,6 +5,7 @@
 // server applies: GET /runs?config.KEY=...).
 
 import { compact, datetime, esc, int, isNum, pct, seconds, shortDatetime, value } from './format.js';
+import { forkLink } from './fork.js';
 import { actionButtons, progressHtml, statusBadge } from './widgets.js';
 
 export const CHANGES = 'changes';
@@ -94,8 +95,8 @@ const GROUP_SORTS = { id: 'last_id', params: 'params', best_test_acc: 'best_mean
 
 const ACTIONS = {
   id: 'actions', cls: 'col-actions', head: '<span class="visually-hidden">Actions</span>', group: () => '',
-  run: (r) => `${actionButtons(r)}<button type="button" class="btn btn-small" data-edit="${r.id}" data-testid="edit-${r.id}"
-    title="Name, notes and tags" aria-label="Edit the name, notes and tags of run #${r.id}">✎</button>`,
+  run: (r) => `${actionButtons(r)}${forkLink(r)}<button type="button" class="btn btn-small" data-edit="${r.id}"
+    data-testid="edit-${r.id}" title="Name, notes and tags" aria-label="Edit the name, notes and tags of run #${r.id}">✎</button>`,
 };
 
 function configColumn(key, kind) {

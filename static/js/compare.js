@@ -4,6 +4,7 @@
 // hyper-parameters that differ.
 
 import { ApiError, loadZoo } from './api.js';
+import { forkLink } from './fork.js';
 import { esc, int, pct, seconds, value } from './format.js';
 import { axis, draw, layout, PALETTE } from './plots.js';
 import { readState, setState } from './state.js';
@@ -152,6 +153,7 @@ function legend() {
       <a href="#view=detail&run=${run.id}" data-go-view="detail" data-go-run="${run.id}">${esc(label(run))}</a>
       <code>${esc(run.model)}</code> ${statusBadge(run)}
       <span class="muted">${int(run.params)} params · best ${pct(run.best_test_acc)} · ${seconds(run.total_seconds)}</span>
+      ${forkLink(run)}
       <button type="button" class="icon-btn" data-remove="${run.id}" title="Remove from comparison" aria-label="Remove #${run.id}">×</button>
     </li>`).join('');
 }

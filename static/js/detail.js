@@ -1,17 +1,24 @@
-// The Run detail view: facts, configuration, live curves, and once the run has finished its
+// The Run detail view: facts, configuration, its network (layers, shapes, parameters), where it
+// was derived from and what that changed, live curves, and once the run has finished its
 // confusion matrix, per-class accuracy, misclassified test images and checkpoint; for a failed
-// run, the error and its traceback.
+// run, the error and its traceback. "Edit & launch" and "Save as my preset" start from it.
 
 import { api, ApiError } from './api.js';
 import { RunCurves } from './curves.js';
+import { forkLink } from './fork.js';
 import { datetime, esc, int, pct, seconds, value } from './format.js';
+import { deltaHtml } from './lineage.js';
+import { NetworkTable } from './network.js';
 import { axis, draw, layout } from './plots.js';
+import { savePreset } from './presets.js';
 import { setState } from './state.js';
 import * as store from './store.js';
 import { ACTIVE, actionButtons, bindActions, progressHtml, statusBadge } from './widgets.js';
 
 const $ = (id) => document.getElementById(id);
-let current = null; // {id, curves, artifactsFor}; curves once the run is shown
+let current = null; // {id, curves, artifactsFor, derivedFor}; curves once the run is shown
+let network = null; // the read-only layer table
+let networkFor = null; // the run it shows
 
 function missing(text) {
   $('detail-body').hidden = true;
@@ -30,6 +37,8 @@ function renderHead(run) {
   }
   links.push(`<a class="btn btn-small" id="detail-metrics-csv" data-testid="detail-metrics-csv"
     href="/runs/${run.id}/metrics.csv" download>Metrics CSV</a>`);
+  links.push(forkLink(run), `<button type="button" class="btn btn-small" data-save-preset="${run.id}"
+    data-testid="save-preset-${run.id}">Save as my preset</button>`);
   $('detail-actions').innerHTML = links.join('') + actionButtons(run, { withDelete: true });
   renderProgress(run);
   document.title = `#${run.id} ${run.name} — zoolab`;
@@ -72,9 +81,48 @@ function renderFacts(run) {
   $('detail-traceback').textContent = run.traceback || '(no traceback)';
 }
 
+// "Derived from #N" (or "Started from preset P"): what changed against it and what it did.
+async function renderDerived(run) {
+  const mine = current;
+  const key = `${run.id}:${run.status}`; // the deltas move when the run ends
+  if (mine.derivedFor === key) return;
+  mine.derivedFor = key;
+  let answer;
+  try {
+    answer = await api(`/runs/${run.id}/changes`);
+  } catch (e) {
+    mine.derivedFor = null;
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+    return;
+  }
+  if (current !== mine) return;
+  const { edge, parent } = answer;
+  const box = $('detail-derived');
+  box.hidden = !edge;
+  if (!edge) return;
+  const fromRun = edge.source.kind === 'run';
+  const head = fromRun
+    ? `Derived from <a href="#view=detail&run=${parent.id}" data-go-view="detail" data-go-run="${parent.id}"
+        data-testid="derived-parent"><span class="run-id">#${parent.id}</span> ${esc(parent.name)}</a>`
+    : `Started from the preset <a href="#view=launch&preset=${esc(edge.source.id)}"><code>${esc(edge.source.id)}</code></a>`;
+  const changes = edge.changes.length
+    ? `<ul class="changes" data-testid="derived-changes">${edge.changes.map((c) => `<li>${esc(c.text)}</li>`).join('')}</ul>`
+    : `<p class="muted">No change: the same configuration${fromRun ? ' (another seed or a re-run)' : ' as the preset'}.</p>`;
+  const delta = deltaHtml(edge.delta, { vsNotes: !fromRun });
+  box.innerHTML = `<h3>${head}</h3>${changes}${delta ? `<p class="derived-delta" data-testid="derived-delta">${delta}</p>` : ''}`;
+}
+
+function renderNetwork(run) {
+  if (networkFor === run.id) return;
+  networkFor = run.id;
+  network.set(run.config?.layers || [], run.config?.dataset || run.dataset);
+}
+
 function render(run) {
   renderHead(run);
   renderFacts(run);
+  renderDerived(run);
+  renderNetwork(run);
   const finished = run.status === 'finished';
   $('detail-artifacts-pending').hidden = !ACTIVE.has(run.status);
   if (!finished) $('detail-artifacts').hidden = true;
@@ -154,8 +202,9 @@ export async function show(state) {
   }
   if (current?.id === id) return;
   teardown();
-  const mine = { id, curves: null, artifactsFor: null };
+  const mine = { id, curves: null, artifactsFor: null, derivedFor: null };
   current = mine;
+  if (store.get(id)) renderHead(store.get(id)); // the copy a list put in the store, until the fetch answers
   let run;
   try {
     run = await store.fetchRun(id);
@@ -181,6 +230,12 @@ export function hide() {
 }
 
 export function init() {
+  network = new NetworkTable($('detail-network'));
+  $('detail-actions').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-save-preset]');
+    const run = button && store.get(Number(button.dataset.savePreset));
+    if (run) savePreset(run);
+  });
   store.subscribe(onChange);
   // A delete leaves for the runs; a re-run opens the new run.
   bindActions($('detail-actions'), (result, run) => {

@@ -4,7 +4,9 @@
 import * as compare from './compare.js';
 import * as detail from './detail.js';
 import * as launch from './launch.js';
+import * as lineage from './lineage.js';
 import { fitCharts } from './plots.js';
+import * as reproduction from './reproduction.js';
 import * as runs from './runs.js';
 import { onStateChange, readState, setState } from './state.js';
 import * as store from './store.js';
@@ -12,7 +14,7 @@ import * as sweeps from './sweeps.js';
 import { debounce } from './widgets.js';
 import * as workers from './workers.js';
 
-const VIEWS = { launch, runs, compare, detail, sweeps };
+const VIEWS = { launch, runs, compare, detail, sweeps, lineage, reproduction };
 let currentView = null;
 
 function route(state) {
@@ -47,6 +49,7 @@ function onClick(e) {
   if (!tab && !go) return;
   e.preventDefault();
   if (tab) setState({ view: tab.dataset.view }, { push: true });
+  else if (go.dataset.goFrom) setState({ view: go.dataset.goView, from: Number(go.dataset.goFrom) }, { push: true });
   else setState({ view: go.dataset.goView, run: go.dataset.goRun ? Number(go.dataset.goRun) : null }, { push: true });
 }
 
@@ -56,6 +59,8 @@ function start() {
   detail.init();
   sweeps.init();
   launch.init();
+  lineage.init();
+  reproduction.init();
   workers.init();
   const refreshWorkers = debounce(workers.poll, 300); // a claim or an end changes a worker's state
   store.subscribe(({ type }) => { if (type === 'status') refreshWorkers(); });

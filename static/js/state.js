@@ -21,9 +21,16 @@ const DEFAULTS = {
   ds: '',           // launch: dataset
   preset: '',       // launch: preset id
   sweep: null,      // sweeps: the sweep shown (none: the list)
+  from: null,       // launch: the run the form starts from ("Edit & launch"), recorded as parent
+  lds: '',          // lineage: dataset
+  rds: '',          // reproduction: dataset, and the recipe: epochs, subsets, seeds wanted
+  repochs: null,
+  rtrain: null,
+  rtest: null,
+  rseeds: 3,
 };
 
-const INTS = new Set(['offset', 'limit', 'run', 'sweep']);
+const INTS = new Set(['offset', 'limit', 'run', 'sweep', 'from', 'repochs', 'rtrain', 'rtest', 'rseeds']);
 
 export function readState() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));

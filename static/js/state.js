@@ -13,6 +13,11 @@ const DEFAULTS = {
   limit: 50,
   run: null,        // run detail id
   x: 'epoch',       // compare x axis: epoch | wall
+  groups: [],       // compared groups of seeds, by group_key
+  ctx: 'data',      // compare context: none | data (same training data) | groups | dataset | tag:<tag>
+  tx: 'total',      // compare time axis: total | epoch (per epoch) | target (to a target accuracy)
+  logy: '',         // '1': loss on a log scale (compare, run detail)
+  smooth: 0,        // run detail: train-curve smoothing, 0 (off) to 0.99
   ds: '',           // launch: dataset
   preset: '',       // launch: preset id
 };
@@ -21,11 +26,16 @@ const INTS = new Set(['offset', 'limit', 'run']);
 
 export function readState() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-  const state = { ...DEFAULTS, sel: [] };
+  const state = { ...DEFAULTS, sel: [], groups: [] };
   for (const [key, raw] of params) {
     if (!(key in DEFAULTS)) continue;
     if (key === 'sel') {
       state.sel = [...new Set(raw.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0))];
+    } else if (key === 'groups') {
+      state.groups = [...new Set(raw.split(',').filter((k) => /^[0-9a-f]{16}$/.test(k)))];
+    } else if (key === 'smooth') {
+      const n = Number(raw);
+      if (n >= 0 && n < 1) state.smooth = n;
     } else if (INTS.has(key)) {
       const n = Number(raw);
       if (Number.isInteger(n) && n >= 0) state[key] = n;
@@ -40,8 +50,8 @@ export function stateHash(state) {
   const params = new URLSearchParams();
   for (const [key, def] of Object.entries(DEFAULTS)) {
     const v = state[key];
-    if (key === 'sel') {
-      if (v && v.length) params.set('sel', v.join(','));
+    if (key === 'sel' || key === 'groups') {
+      if (v && v.length) params.set(key, v.join(','));
     } else if (key === 'view' || (v !== def && v !== null && v !== undefined && v !== '')) {
       params.set(key, v);
     }

@@ -97,6 +97,26 @@ def test_diverging_config_raises_diverged_with_the_epoch():
              "train_subset": 5000})
 
 
+@pytest.mark.parametrize("progress_seconds", [0.0, float("inf")], ids=["report-every-batch", "report-never"])
+def test_a_diverged_run_keeps_its_trace_up_to_the_nan(progress_seconds):
+    # Whether the NaN shows at a progress report or at the epoch's end, the batches before it
+    # are reported: the dashboard draws the loss climbing until it broke.
+    points = []
+
+    class Progress(Recorder):
+        def progress(self, epoch, fraction, train_loss, train_acc, eta_seconds):
+            points.append((epoch, train_loss, train_acc))
+
+    config = resolve({"model": "mnist-3fc-51k", "epochs": 2, "optimizer": "sgd", "lr": 100.0, "train_subset": 5000})
+    with pytest.raises(Diverged, match=r"^loss became NaN at epoch 1$"):
+        train(config, load(config.dataset, DATA_DIR, CPU), Progress(), CPU, progress_seconds=progress_seconds)
+    assert points, "no progress before the NaN"
+    epochs = [e for e, _, _ in points]
+    assert epochs == sorted(epochs) and 0 < epochs[0] and epochs[-1] < 1
+    assert all(math.isfinite(loss) and 0 <= acc <= 1 for _, loss, acc in points), points
+    assert points[0][1] < 10 < points[-1][1]  # from a first batch's ~2.3 to the blow-up
+
+
 def test_grad_clip_bounds_every_update():
     """Each gradient element is clipped to ±grad_clip, so plain SGD moves no weight by more
     than lr * grad_clip a step; without clipping the same run moves far more."""

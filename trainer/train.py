@@ -33,10 +33,37 @@ CPU_CONVNET_EVAL_BATCH = 256
 # The first progress report of a call comes this soon, so a dashboard sees a new run move
 # within a second or two of POST /runs even when epochs are long; later ones every progress_seconds.
 FIRST_PROGRESS_SECONDS = 0.5
+DIVERGENCE_POINTS = 20  # at most, the progress points of a diverged epoch's last stretch
 
 
 class Diverged(RuntimeError):
     pass
+
+
+@dataclass
+class Stretch:
+    """An epoch's running sums at its last progress report, from which the batches since are
+    replayed when the loss stops being finite: a diverged run keeps its trace up to the NaN."""
+    loss_sum: float = 0.0  # loss × images
+    hits: int = 0
+    seen: int = 0
+    steps: int = 0
+
+    def diverged(self, reporter: "Reporter", epoch: int, steps: int, recent: list) -> Diverged:
+        """Reports (up to DIVERGENCE_POINTS of) the batches of `recent` before the first non-finite
+        loss; returns the error to raise."""
+        losses = torch.stack([loss for loss, _, _ in recent]).tolist()  # one sync, on the way out
+        hits = torch.stack([h for _, h, _ in recent]).tolist()
+        points, at = [], Stretch(self.loss_sum, self.hits, self.seen, self.steps)
+        for loss, hit, (_, _, size) in zip(losses, hits, recent):
+            if not math.isfinite(loss):
+                break
+            at = Stretch(at.loss_sum + loss * size, at.hits + hit, at.seen + size, at.steps + 1)
+            points.append(at)
+        stride = math.ceil(len(points) / DIVERGENCE_POINTS) or 1
+        for p in points[::-stride][::-1]:  # evenly spaced, the last finite batch included
+            reporter.progress(epoch - 1 + p.steps / steps, p.steps / steps, p.loss_sum / p.seen, p.hits / p.seen, None)
+        return Diverged(f"loss became NaN at epoch {epoch}")
 
 
 class Stopped(Exception):
@@ -197,11 +224,14 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        last, recent = Stretch(), []  # the sums at the last report; (loss, hits, size) of each batch since
         for step, (inputs, labels) in enumerate(batches):
             out, loss = setup.step(inputs, labels)
+            hits = (out.argmax(1) == labels).sum()
             loss_sum += loss.detach() * len(labels)
-            correct += (out.argmax(1) == labels).sum()
+            correct += hits
             seen += len(labels)
+            recent.append((loss.detach(), hits, len(labels)))
             if should_stop():
                 raise Stopped()
             now = time.perf_counter()
@@ -209,14 +239,15 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
                 last_report, report_after = now, progress_seconds
                 train_loss = loss_sum.item() / seen  # sync point, every few seconds only
                 if not math.isfinite(train_loss):
-                    raise Diverged(f"loss became NaN at epoch {epoch}")
+                    raise last.diverged(reporter, epoch, steps, recent)
+                last, recent = Stretch(train_loss * seen, correct.item(), seen, step + 1), []
                 fraction = (step + 1) / steps
                 elapsed = now - started
                 eta = elapsed / fraction * (1 - fraction) + elapsed / fraction * (config.epochs - epoch)
-                reporter.progress(epoch - 1 + fraction, fraction, train_loss, correct.item() / seen, eta)
+                reporter.progress(epoch - 1 + fraction, fraction, train_loss, last.hits / seen, eta)
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         if not math.isfinite(train_loss):
-            raise Diverged(f"loss became NaN at epoch {epoch}")
+            raise last.diverged(reporter, epoch, steps, recent)
         train_seconds = time.perf_counter() - started
         final = setup.evaluate()
         if state.scheduler is not None and config.scheduler != "onecycle":

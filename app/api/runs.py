@@ -4,14 +4,16 @@ events; cancel, retry, delete. Routes fetch, 404, change, commit, return."""
 import asyncio
 import csv
 import io
+import json
+import logging
 from collections import defaultdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.sse import format_sse_event
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -42,6 +44,7 @@ from app.settings import get_settings
 from trainer.config import DATASETS, ConfigError, RunConfig, UnknownModel, group_key, network, resolve
 
 router = APIRouter(tags=["runs"])
+log = logging.getLogger("zoolab.events")
 
 ImageIndex = Annotated[int, PathParam(ge=0, le=10_000), Digits]
 
@@ -289,6 +292,28 @@ def _replay_batch(cursor: int | None, run_id: int | None):
         return cursor, missed, seen
 
 
+PING_SECONDS = 15  # an idle stream sends a comment this often, so proxies keep it open
+PING = b": ping\n\n"
+SSE_ITEM = {"type": "object", "properties": {"id": {"type": "string"}, "event": {"type": "string"},
+                                             "data": {"type": "string"}}}
+
+
+class EventStream(StreamingResponse):
+    """Server-Sent Events as a plain streaming response. Not FastAPI's EventSourceResponse route
+    mode: its keep-alive task raises anyio.BrokenResourceError into the server log whenever a
+    client leaves mid-stream (fastapi discussion #15725), and leaving is how every page closes."""
+    media_type = "text/event-stream"
+
+
+def _event_stream(request: Request, run_id: int | None, header_id: int | None, query_id: int | None) -> EventStream:
+    frames = _stream(request, run_id, header_id if header_id is not None else query_id)
+    return EventStream(frames, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _frame(item) -> bytes:
+    return format_sse_event(data_str=json.dumps(item.data), event=item.kind, id=str(item.id))
+
+
 async def _stream(request: Request, run_id: int | None, last_id: int | None):
     broadcaster = request.app.state.broadcaster
     live = broadcaster.subscribe()
@@ -297,19 +322,23 @@ async def _stream(request: Request, run_id: int | None, last_id: int | None):
         while True:  # replay what the client missed, then follow the live feed
             cursor, missed, seen = await asyncio.to_thread(_replay_batch, cursor, run_id)
             for item in missed:
-                yield ServerSentEvent(id=str(item.id), event=item.kind, data=item.data)
+                yield _frame(item)
             if seen == cursor:
                 break
             cursor = seen
         while live in broadcaster.subscribers and not await request.is_disconnected():
             try:
-                item = await asyncio.wait_for(live.get(), timeout=5)
+                item = await asyncio.wait_for(live.get(), timeout=PING_SECONDS)
             except TimeoutError:
+                yield PING
                 continue
             if item.id <= cursor or (run_id is not None and item.run_id != run_id):
                 continue
             cursor = item.id
-            yield ServerSentEvent(id=str(item.id), event=item.kind, data=item.data)
+            yield _frame(item)
+    except asyncio.CancelledError:  # the client left: starlette cancels the stream, nothing went wrong
+        log.debug("event stream closed by the client")
+        raise
     finally:
         broadcaster.unsubscribe(live)
 
@@ -321,18 +350,17 @@ def _existing_run_id(run_id: RunId) -> int:
         return _get_run(session, run_id).id
 
 
-@router.get("/runs/{run_id}/events", response_class=EventSourceResponse)
+STREAM = {200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"itemSchema": SSE_ITEM}}}}
+
+
+@router.get("/runs/{run_id}/events", response_class=EventStream, responses=STREAM)
 async def run_events(run_id: Annotated[int, Depends(_existing_run_id)], request: Request,
                      last_event_id_header: LastEventId = None,
-                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
-    async for event in _stream(request, run_id, last_event_id_header if last_event_id_header is not None
-                               else last_event_id):
-        yield event
+                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> EventStream:
+    return _event_stream(request, run_id, last_event_id_header, last_event_id)
 
 
-@router.get("/events", response_class=EventSourceResponse)
+@router.get("/events", response_class=EventStream, responses=STREAM)
 async def all_events(request: Request, last_event_id_header: LastEventId = None,
-                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
-    async for event in _stream(request, None, last_event_id_header if last_event_id_header is not None
-                               else last_event_id):
-        yield event
+                     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> EventStream:
+    return _event_stream(request, None, last_event_id_header, last_event_id)

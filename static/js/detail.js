@@ -9,7 +9,7 @@ import { forkLink } from './fork.js';
 import { datetime, esc, int, pct, seconds, value } from './format.js';
 import { deltaHtml } from './lineage.js';
 import { NetworkTable } from './network.js';
-import { axis, draw, layout } from './plots.js';
+import { accuracyRange, axis, draw, layout, runColor, zoomedTitle } from './plots.js';
 import { savePreset } from './presets.js';
 import { setState } from './state.js';
 import * as store from './store.js';
@@ -78,7 +78,16 @@ function renderFacts(run) {
   const failed = Boolean(run.error || run.traceback);
   $('detail-error').hidden = !failed;
   $('detail-error-message').textContent = run.error || '';
-  $('detail-traceback').textContent = run.traceback || '(no traceback)';
+  $('detail-traceback-box').hidden = !run.traceback;
+  $('detail-traceback').textContent = run.traceback || '';
+}
+
+// The curves' options live in the URL: smoothing of the train curves, the loss on a log scale.
+function curveOptions(state) {
+  $('detail-smooth').value = state.smooth;
+  $('detail-smooth-value').textContent = state.smooth ? state.smooth.toFixed(2) : 'off';
+  $('detail-logy').checked = state.logy === '1';
+  return { smooth: state.smooth, logY: state.logy === '1' };
 }
 
 // "Derived from #N" (or "Started from preset P"): what changed against it and what it did.
@@ -156,14 +165,17 @@ async function loadArtifacts(run) {
     xaxis: axis({ title: { text: 'predicted' }, tickangle: -40, type: 'category' }),
     yaxis: axis({ title: { text: 'true' }, autorange: 'reversed', type: 'category' }),
   }));
+  // Zoomed to the classes' spread (97.3–99.6% on MNIST must read apart), the axis saying so.
+  const perClass = art.per_class_acc || [];
+  const zoom = accuracyRange(perClass);
   draw($('detail-perclass'), [{
-    type: 'bar', x: names, y: art.per_class_acc || [], text: (art.per_class_acc || []).map((a) => pct(a, 1)),
-    textposition: 'outside', cliponaxis: false, marker: { color: '#2563eb' },
+    type: 'bar', x: names, y: perClass, text: perClass.map((a) => pct(a, 1)),
+    textposition: 'outside', cliponaxis: false, marker: { color: runColor(run.id) },
     hovertemplate: '%{x}: %{y:.2%}<extra></extra>',
   }], layout({
     height: 420, margin: { l: 56, r: 8, t: 20, b: 70 },
     xaxis: axis({ tickangle: -40, type: 'category' }),
-    yaxis: axis({ tickformat: '.0%', title: { text: 'test accuracy' }, rangemode: 'tozero' }),
+    yaxis: axis({ tickformat: '.1~%', range: zoom.range, title: { text: zoomedTitle('test accuracy', zoom.note) } }),
   }));
   const wrong = art.misclassified || [];
   $('detail-gallery-count').textContent = `(${wrong.length} shown)`;
@@ -186,6 +198,7 @@ function onChange({ type, id, run }) {
     if (type === 'epoch') renderFacts(run);
   } else {
     render(run);
+    if (run.status === 'failed' && current.curves.failure !== run.error) current.curves.setOptions({ failure: run.error });
   }
 }
 
@@ -200,7 +213,10 @@ export async function show(state) {
     missing('No run chosen. Open one from the <a href="#view=runs">Runs</a> table.');
     return;
   }
-  if (current?.id === id) return;
+  if (current?.id === id) {
+    current.curves?.setOptions(curveOptions(state));
+    return;
+  }
   teardown();
   const mine = { id, curves: null, artifactsFor: null, derivedFor: null };
   current = mine;
@@ -219,7 +235,8 @@ export async function show(state) {
   $('detail-missing').hidden = true;
   $('detail-body').hidden = false;
   mine.curves = new RunCurves($('detail-curves'), id, {
-    height: 320, emptyText: ACTIVE.has(run.status) ? undefined : 'no epoch was recorded',
+    height: 320, emptyText: ACTIVE.has(run.status) ? undefined : 'nothing was recorded',
+    failure: run.status === 'failed' ? run.error : null, ...curveOptions(state),
   });
   render(run);
   await mine.curves.load();
@@ -237,6 +254,8 @@ export function init() {
     if (run) savePreset(run);
   });
   store.subscribe(onChange);
+  $('detail-smooth').addEventListener('input', (e) => setState({ smooth: Number(e.target.value) }));
+  $('detail-logy').addEventListener('change', (e) => setState({ logy: e.target.checked ? '1' : '' }));
   // A delete leaves for the runs; a re-run opens the new run.
   bindActions($('detail-actions'), (result, run) => {
     if (result.deleted) setState({ view: 'runs', run: null }, { push: true });

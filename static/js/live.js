@@ -87,13 +87,14 @@ function createCard(run) {
   return card;
 }
 
-// A queued run's card stays compact; its chart starts when a worker takes it.
+// A queued run's card stays compact; its chart starts when a worker takes it. A run that
+// ended before any worker took it (cancelled in the queue) never gets one.
 function ensureChart(card, run) {
-  if (card.curves || run.status === 'queued') return;
+  if (card.curves || run.status === 'queued' || (!ACTIVE.has(run.status) && !run.started_at)) return;
   const el = card.el.querySelector('.live-chart');
   el.hidden = false;
   card.curves = new RunCurves(el, run.id, {
-    height: 210, emptyText: ACTIVE.has(run.status) ? undefined : 'no epoch was recorded',
+    height: 210, emptyText: ACTIVE.has(run.status) ? undefined : 'nothing was recorded',
   });
   card.curves.load().catch((e) => console.error(e));
 }

@@ -26,8 +26,9 @@ function route(state) {
     else tab.removeAttribute('aria-current');
   }
   const count = document.getElementById('nav-compare-count');
-  count.hidden = state.sel.length === 0;
-  count.textContent = String(state.sel.length);
+  const compared = state.sel.length + state.groups.length;
+  count.hidden = compared === 0;
+  count.textContent = String(compared);
   const navDetail = document.getElementById('nav-detail');
   navDetail.hidden = !state.run;
   if (state.run) {

@@ -45,10 +45,10 @@ function filters(state) {
 }
 
 function listParams(state) {
-  const sort = state.groups ? (groupSort(state.sort) ?? 'last_id') : state.sort;
+  const sort = state.grouped ? (groupSort(state.sort) ?? 'last_id') : state.sort;
   return { ...filters(state), sort, order: state.order, limit: state.limit, offset: state.offset };
 }
-const pageKey = (state) => JSON.stringify([state.groups, listParams(state)]);
+const pageKey = (state) => JSON.stringify([state.grouped, listParams(state)]);
 
 function renderRow(run, tr = null) {
   const row = tr || document.createElement('tr');
@@ -160,8 +160,8 @@ function renderColumns(state) {
 }
 
 function renderHeader(state) {
-  const sortable = (key) => !state.groups || groupSort(key) !== null;
-  const sort = state.groups && !sortable(state.sort) ? 'id' : state.sort;
+  const sortable = (key) => !state.grouped || groupSort(key) !== null;
+  const sort = state.grouped && !sortable(state.sort) ? 'id' : state.sort;
   for (const th of document.querySelectorAll('#runs-table th[data-sort]')) {
     const active = th.dataset.sort === sort;
     th.setAttribute('aria-sort', active ? (state.order === 'asc' ? 'ascending' : 'descending') : 'none');
@@ -176,7 +176,7 @@ function renderHeader(state) {
   for (const [id, text] of [['filter-q', state.q], ['filter-tag', tagsOf(state).join(' ')]]) {
     if (document.activeElement !== $(id)) $(id).value = text;
   }
-  $('group-toggle').checked = Boolean(state.groups);
+  $('group-toggle').checked = Boolean(state.grouped);
   $('runs-limit').value = String(state.limit);
   $('runs-export').href = `/runs.csv${query({ ...filters(state), sort: state.sort, order: state.order })}`;
   // Filters on config keys without a column (from a shared link, say) are shown, to be removed.
@@ -187,17 +187,17 @@ function renderHeader(state) {
 }
 
 function renderPager(state) {
-  const count = state.groups ? groups.size : pageIds.length;
+  const count = state.grouped ? groups.size : pageIds.length;
   const from = total ? state.offset + 1 : 0;
   const to = Math.min(state.offset + count, total);
-  const noun = state.groups ? 'group' : 'run';
+  const noun = state.grouped ? 'group' : 'run';
   $('runs-pageinfo').textContent = `${from}–${to} of ${int(total)} ${noun}${total === 1 ? '' : 's'}`;
   $('runs-prev').disabled = state.offset <= 0;
   $('runs-next').disabled = state.offset + state.limit >= total;
 }
 
 // The ids a page-wide checkbox selects: the page's runs, or every run of the page's groups.
-const pageRunIds = () => (readState().groups ? [...groups.values()].flatMap((g) => g.run_ids) : pageIds);
+const pageRunIds = () => (readState().grouped ? [...groups.values()].flatMap((g) => g.run_ids) : pageIds);
 
 function renderSelection() {
   const state = readState();
@@ -220,7 +220,7 @@ function renderSelection() {
   if (!all) return;
   all.checked = ids.length > 0 && ids.every((id) => sel.has(id));
   all.indeterminate = !all.checked && ids.some((id) => sel.has(id));
-  const matching = state.groups ? 0 : total; // groups count groups, not runs
+  const matching = state.grouped ? 0 : total; // groups count groups, not runs
   bulk.render(sel.size, all.checked && matching > ids.length ? matching : 0);
 }
 
@@ -244,7 +244,7 @@ async function load(state) {
   renderHeader(state);
   try {
     const params = listParams(state);
-    const page = state.groups ? await api(`/groups${query(params)}`) : await store.fetchPage(params);
+    const page = state.grouped ? await api(`/groups${query(params)}`) : await store.fetchPage(params);
     if (seq !== loadSeq) return;
     showError('');
     total = page.total;
@@ -252,7 +252,7 @@ async function load(state) {
       setState({ offset: Math.max(0, Math.floor((total - 1) / state.limit) * state.limit) });
       return;
     }
-    if (state.groups) renderGroups(page.items); else renderTable(page.items);
+    if (state.grouped) renderGroups(page.items); else renderTable(page.items);
     renderPager(state);
   } catch (e) {
     if (seq !== loadSeq) return;
@@ -290,7 +290,7 @@ function onChange({ type, id, run }) {
     renderRow(run, rowOf(id));
   }
   // A new run, a claim that moves every queued run up one place, or a group's figures: fetch again.
-  if (type === 'status' && (state.groups || !shown.has(id) || run.status === 'running'
+  if (type === 'status' && (state.grouped || !shown.has(id) || run.status === 'running'
       || [...shown].some((x) => store.get(x)?.status === 'queued'))) {
     if (visible) scheduleReload(); else loadedKey = null;
   }
@@ -298,7 +298,7 @@ function onChange({ type, id, run }) {
 
 function belongsOnFirstPage(run, state) {
   const q = state.q.toLowerCase();
-  return !state.groups && !state.tag && !Object.keys(state.config).length
+  return !state.grouped && !state.tag && !Object.keys(state.config).length
     && state.sort === 'id' && state.order === 'desc' && state.offset === 0
     && (!state.dataset || state.dataset === run.dataset) && (!state.status || state.status === run.status)
     && (!q || `${run.name} ${run.model}`.toLowerCase().includes(q));
@@ -323,7 +323,7 @@ export function show(state) {
   else {
     if (renderColumns(state)) {
       tbody().replaceChildren();
-      if (state.groups) renderGroups([...groups.values()]); else renderTable(pageIds.map(store.get).filter(Boolean));
+      if (state.grouped) renderGroups([...groups.values()]); else renderTable(pageIds.map(store.get).filter(Boolean));
     }
     renderHeader(state);
     renderSelection();
@@ -420,7 +420,7 @@ export function init() {
   $('filter-q').addEventListener('input', (e) => onQuery(e.target.value));
   const onTags = debounce((v) => setState({ tag: labels.parseTags(v).join(','), offset: 0 }), 400);
   $('filter-tag').addEventListener('input', (e) => onTags(e.target.value));
-  $('group-toggle').addEventListener('change', (e) => setState({ groups: e.target.checked ? '1' : '', offset: 0 }));
+  $('group-toggle').addEventListener('change', (e) => setState({ grouped: e.target.checked ? '1' : '', offset: 0 }));
   $('runs-limit').addEventListener('change', (e) => setState({ limit: Number(e.target.value), offset: 0 }));
   $('runs-prev').addEventListener('click', () => {
     const s = readState();

@@ -10,7 +10,7 @@ const DEFAULTS = {
   q: '',
   tag: '',          // tags a run must all hold, comma-separated
   cols: '',         // picked columns of the runs table: config keys and `changes`, comma-separated
-  groups: '',       // '1': the runs table shows groups of seeds
+  grouped: '',      // '1': the runs table shows groups of seeds
   config: {},       // filters on the run config: {lr: '0.001..0.01'}
   sort: 'id',
   order: 'desc',
@@ -18,6 +18,11 @@ const DEFAULTS = {
   limit: 50,
   run: null,        // run detail id
   x: 'epoch',       // compare x axis: epoch | wall
+  groups: [],       // compared groups of seeds, by group_key
+  ctx: 'data',      // compare context: none | data (same training data) | groups | dataset | tag:<tag>
+  tx: 'total',      // compare time axis: total | epoch (per epoch) | target (to a target accuracy)
+  logy: '',         // '1': loss on a log scale (compare, run detail)
+  smooth: 0,        // run detail: train-curve smoothing, 0 (off) to 0.99
   ds: '',           // launch: dataset
   preset: '',       // launch: preset id
   sweep: null,      // sweeps: the sweep shown (none: the list)
@@ -34,12 +39,17 @@ const INTS = new Set(['offset', 'limit', 'run', 'sweep', 'from', 'repochs', 'rtr
 
 export function readState() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-  const state = { ...DEFAULTS, sel: [], config: {} };
+  const state = { ...DEFAULTS, sel: [], groups: [], config: {} };
   for (const [key, raw] of params) {
     if (key.startsWith('config.')) state.config[key.slice(7)] = raw;
     if (!(key in DEFAULTS) || key === 'config') continue;
     if (key === 'sel') {
       state.sel = [...new Set(raw.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0))];
+    } else if (key === 'groups') {
+      state.groups = [...new Set(raw.split(',').filter((k) => /^[0-9a-f]{16}$/.test(k)))];
+    } else if (key === 'smooth') {
+      const n = Number(raw);
+      if (n >= 0 && n < 1) state.smooth = n;
     } else if (INTS.has(key)) {
       const n = Number(raw);
       if (Number.isInteger(n) && n >= 0) state[key] = n;
@@ -54,8 +64,8 @@ export function stateHash(state) {
   const params = new URLSearchParams();
   for (const [key, def] of Object.entries(DEFAULTS)) {
     const v = state[key];
-    if (key === 'sel') {
-      if (v && v.length) params.set('sel', v.join(','));
+    if (key === 'sel' || key === 'groups') {
+      if (v && v.length) params.set(key, v.join(','));
     } else if (key === 'config') {
       for (const [k, text] of Object.entries(v || {})) if (text) params.set(`config.${k}`, text);
     } else if (key === 'view' || (v !== def && v !== null && v !== undefined && v !== '')) {

@@ -3,6 +3,9 @@
 import { relaunch } from './api.js';
 import { esc, ordinal, pct, seconds } from './format.js';
 import * as store from './store.js';
+import { toast } from './toasts.js';
+
+export { toast };
 
 export const ACTIVE = new Set(['queued', 'running']);
 
@@ -79,16 +82,6 @@ export function bindActions(root, then = () => {}) {
     button.disabled = false;
     if (result) then(result, run);
   });
-}
-
-export function toast(message, kind = 'info', ms = 5000) {
-  const box = document.getElementById('toasts');
-  const el = document.createElement('div');
-  el.className = `toast toast-${kind}`;
-  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
-  el.textContent = message;
-  box.append(el);
-  setTimeout(() => el.remove(), ms);
 }
 
 export function debounce(fn, ms) {

@@ -10,7 +10,6 @@ import re
 import pytest
 
 from tests.e2e.browser import QUICK, TOKEN, TOKEN_KEY, screenshot
-from tests.stack import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -179,13 +178,13 @@ def test_compare_runs(page, server, finished_runs):
     assert hash_state(page)["x"] == "wall"
     screenshot(page, "compare")
 
-    # The picture for the README: three runs of different sizes, per epoch.
+    # Three runs of different sizes, per epoch (the README's picture adds groups: test_charts.py).
     page.goto(f"{server.url}/#view=compare&sel={a['id']},{b['id']},{c['id']}")
     page.reload()
     wait_for_chart(page, "compare-acc", 3)
     wait_for_chart(page, "compare-params", 4)
     page.wait_for_timeout(500)
-    screenshot(page, "compare_three", REPO / "docs" / "compare.png")
+    screenshot(page, "compare_three")
 
 
 def test_run_detail(page, server, finished_runs):

@@ -271,7 +271,7 @@ def test_three_seeds_from_the_form_are_one_group(page, server):
     page.fill("#filter-q", "e2e three seeds")
     page.wait_for_function("location.hash.includes('q=e2e')")
     page.check("[data-testid=group-toggle]")
-    page.wait_for_function("location.hash.includes('groups=1')")
+    page.wait_for_function("location.hash.includes('grouped=1')")
     row = page.locator(f"[data-testid=group-row-{key}]")
     row.wait_for()
     page.wait_for_function(f"document.querySelector('[data-testid=group-row-{key}]').textContent.includes('3 finished')")

@@ -95,7 +95,7 @@ const GROUP_SORTS = { id: 'last_id', params: 'params', best_test_acc: 'best_mean
 
 const ACTIONS = {
   id: 'actions', cls: 'col-actions', head: '<span class="visually-hidden">Actions</span>', group: () => '',
-  run: (r) => `${actionButtons(r)}${forkLink(r)}<button type="button" class="btn btn-small" data-edit="${r.id}"
+  run: (r) => `${actionButtons(r)}${forkLink(r, { compact: true })}<button type="button" class="btn btn-small" data-edit="${r.id}"
     data-testid="edit-${r.id}" title="Name, notes and tags" aria-label="Edit the name, notes and tags of run #${r.id}">✎</button>`,
 };
 

@@ -6,8 +6,11 @@ import { esc } from './format.js';
 
 export const forkHref = (id) => `#view=launch&from=${id}`;
 
-export function forkLink(run, { small = true } = {}) {
+// compact: a short label where room is scarce (the runs table's row actions), the full one in its title.
+export function forkLink(run, { small = true, compact = false } = {}) {
   const label = run.status === 'failed' ? 'Retry with changes' : 'Edit & launch';
+  const title = `${label}: #${run.id}'s configuration and network in the launch form`;
   return `<a class="btn${small ? ' btn-small' : ''} fork-link" href="${forkHref(run.id)}" data-go-view="launch"`
-    + ` data-go-from="${run.id}" data-testid="fork-${run.id}" title="${esc(`${label}: #${run.id}'s configuration and network in the launch form`)}">${label}</a>`;
+    + ` data-go-from="${run.id}" data-testid="fork-${run.id}" title="${esc(title)}" aria-label="${esc(title)}">`
+    + `${compact ? (run.status === 'failed' ? 'Fix…' : 'Edit…') : label}</a>`;
 }

@@ -95,7 +95,7 @@ def test_a_run_keeps_its_colour_across_selections(page, server, finished_runs):
     assert len(swatches) == 2 and all(k in after for k, _ in swatches)
 
     # The same colour in the run's own page, where train and test differ by line style instead.
-    page.click(f"[data-testid=compare-run-{c['id']}] a")
+    page.click(f"[data-testid=compare-run-{c['id']}] a[data-go-view=detail]")
     wait_for_chart(page, "detail-curves", 4)
     lines = page.evaluate("document.getElementById('detail-curves').data.map((t) => t.line)")
     assert {line["color"] for line in lines} == {after[f"run-{c['id']}"]}
@@ -319,7 +319,7 @@ def test_compare_two_groups_and_read_the_verdict(wide_page, server, finished_run
     # three seeds of one preset alone are told apart by the seed only.
     page.click(f"[data-testid=compare-group-{bn1['key']}] [data-to-runs]")
     for run in bn1["runs"]:
-        chip = page.locator(f"[data-testid=compare-run-{run['id']}] a")
+        chip = page.locator(f"[data-testid=compare-run-{run['id']}] a[data-go-view=detail]")
         chip.wait_for()
         label = chip.text_content()
         assert label.startswith(f"#{run['id']} mnist-3fc-bn1-51k") and label.endswith(f" · seed {run['config']['seed']}")
@@ -329,7 +329,7 @@ def test_compare_two_groups_and_read_the_verdict(wide_page, server, finished_run
     assert len(labels) >= 2
     assert not [(a[4], b[4]) for i, a in enumerate(labels) for b in labels[i + 1:] if overlap(a, b)]
     compare(page, server, [r["id"] for r in bn1["runs"]])
-    chips = page.eval_on_selector_all("#compare-legend li a", "as => as.map((a) => a.textContent)")
+    chips = page.eval_on_selector_all("#compare-legend li a[data-go-view=detail]", "as => as.map((a) => a.textContent)")
     assert chips == [f"#{r['id']} · seed {r['config']['seed']}" for r in bn1["runs"]]
     assert page.evaluate("document.getElementById('compare-acc').data.map((t) => t.name)") == chips
 

@@ -258,7 +258,7 @@ def test_url_state_survives_a_reload(page, server, finished_runs):
     assert page.is_visible("#view-compare") and not page.is_visible("#view-runs")
     assert len(trace_names(page, "compare-acc")) == 2
 
-    page.click(f"[data-testid=compare-run-{b['id']}] a")
+    page.click(f"[data-testid=compare-run-{b['id']}] a[data-go-view=detail]")
     page.wait_for_selector("[data-testid=detail-title]")
     page.reload()
     page.wait_for_function(f"document.getElementById('detail-title').textContent.includes('#{b['id']}')")

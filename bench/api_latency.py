@@ -1,7 +1,8 @@
-"""API latency with a big history: 1,000 finished runs x 30 epochs in a temporary SQLite
-database, served by a real `zoolab serve --no-worker`.
+"""API latency with a big history: 1,000 (or 10,000) finished runs x 30 epochs in a temporary
+SQLite database, or a database of a throwaway PostgreSQL server (tests/postgres.py), served by
+a real `zoolab serve --no-worker`.
 
-    python -m bench.api_latency [--runs 1000] [--epochs 30] [--requests 100]
+    python -m bench.api_latency [--runs 1000] [--epochs 30] [--requests 100] [--database postgresql]
 
 The database is written directly (SQLModel tables, bulk inserts): per run its summary
 columns, 9 metric rows per epoch (as a worker writes), 2 progress points per epoch and the events a worker
@@ -17,6 +18,7 @@ Prints figures only.
 
 import argparse
 import asyncio
+import contextlib
 import random
 import re
 import statistics
@@ -126,13 +128,19 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--requests", type=int, default=100)
     p.add_argument("--loads", type=int, default=10, help="first-page loads and compares to time")
+    p.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="zoolab-api-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="zoolab-api-") as tmp, contextlib.ExitStack() as cleanup:
         url = f"sqlite:///{tmp}/runs.db"
+        if args.database == "postgresql":
+            from tests.postgres import PostgresServer
+            server = PostgresServer.start()
+            cleanup.callback(server.stop)
+            url = server.create_database()
         t0 = time.perf_counter()
         build_database(url, args.runs, args.epochs)
         print(f"written in {time.perf_counter() - t0:.1f} s", flush=True)
-        with Stack(Path(tmp), worker=False) as stack:
+        with Stack(Path(tmp), worker=False, database_url=url) as stack:
             client, base = stack.api, stack.url
             for _ in range(5):  # warm-up: imports, connection pool, SQLite page cache
                 client.get("/runs")
@@ -157,7 +165,7 @@ def main(argv=None) -> None:
             first = ["/", *assets, "/zoo", "/zoo/options", "/health", "/workers", "/runs"]
             rows.append((f"first page load ({len(first)} GETs), 6 conns",
                          [asyncio.run(fetch_all(base, first)) for _ in range(args.loads)]))
-            print(f"\n{args.runs} runs x {args.epochs} epochs, SQLite, real server (uvicorn, 1 process)")
+            print(f"\n{args.runs} runs x {args.epochs} epochs, {args.database}, real server (uvicorn, 1 process)")
             header = f"{'request':<40} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
             print(header)
             print("-" * len(header))

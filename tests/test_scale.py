@@ -79,7 +79,7 @@ def test_workers_drain_the_queue_while_chaos_kills_them(tmp_path, database_url):
     with Stack(tmp_path, worker=False, env=FAST, database_url=database_url) as stack:
         with stack.client() as c:
             ids = [c.post("/runs", json={**RUN, "name": f"chaos {i}"}).json()["id"] for i in range(RUNS)]
-        kills = _chaos(stack, workers, seconds_between=3.0, kills=8, rng=random.Random(7))
+        kills = _chaos(stack, workers, seconds_between=1.5, kills=8, rng=random.Random(7))
         assert kills >= 5, f"only {kills} workers were killed mid-run: the test proves little"
 
         statuses = dict(stack.query("SELECT id, status FROM run"))

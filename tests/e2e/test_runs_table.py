@@ -100,7 +100,8 @@ def test_table_fits_800_pixels(medium_page, server, finished_runs):
     page.wait_for_timeout(300)
     assert page.evaluate("document.getElementById('runs-table').parentElement.scrollWidth <= document.getElementById('runs-table').parentElement.clientWidth")
     assert page.is_hidden("[data-testid=runs-scroll-cue]")
-    for run in finished_runs:
+    for run in finished_runs:  # (other tests' runs may push a row below the fold: scroll to it, never sideways)
+        page.locator(f"[data-testid=run-row-{run['id']}]").scroll_into_view_if_needed()
         for testid in (f"best-{run['id']}", f"final-{run['id']}", f"time-{run['id']}", f"rerun-{run['id']}",
                        f"edit-{run['id']}"):
             assert page.locator(f"[data-testid={testid}]").evaluate(IN_VIEW), testid

@@ -7,7 +7,6 @@ chronology as the trunk for the presets.
     label(changes)                                   # "bn1d 60 after layer 1, lr 0.001"
 """
 
-import difflib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,30 +44,49 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def _gaps(old: list[str], new: list[str]) -> list[tuple[int, list[int], list[str]]]:
+    """A shortest edit script (longest common subsequence; difflib's heuristic is not minimal
+    and reads a moved batch-norm as four edits): for each stretch between kept layers, the old
+    position it follows, the old indices it removes and the new layers it puts there."""
+    n, m = len(old), len(new)
+    common = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            common[i][j] = common[i + 1][j + 1] + 1 if old[i] == new[j] else max(common[i + 1][j], common[i][j + 1])
+    gaps, i, j = [], 0, 0
+    while i < n or j < m:
+        if i < n and j < m and old[i] == new[j]:
+            i, j = i + 1, j + 1
+            continue
+        start, removed, added = i, [], []
+        while (i < n or j < m) and not (i < n and j < m and old[i] == new[j]):
+            if j < m and (i == n or common[i][j + 1] >= common[i + 1][j]):
+                added.append(new[j])
+                j += 1
+            else:
+                removed.append(i)
+                i += 1
+        gaps.append((start, removed, added))
+    return gaps
+
+
 def layer_changes(before: list[str], after: list[str]) -> list[Change]:
-    """The edits that turn network `before` into `after`, positions counted in `before`."""
+    """The edits that turn network `before` into `after`, positions counted in `before`:
+    a removed layer and a new one in its place read as one changed layer."""
     old, new = [_canonical(x) for x in before], [_canonical(x) for x in after]
     changes = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
-        if op == "insert":
-            for layer in new[j1:j2]:
-                where = f"after layer {i1}" if i1 else "before layer 1"
-                changes.append(Change("layers", "insert", None, layer, i1, f"{layer} {where}", f"{layer} {where}"))
-        elif op == "delete":
-            for k in range(i1, i2):
-                text = f"removed layer {k + 1} ({old[k]})"
-                changes.append(Change("layers", "remove", old[k], None, k + 1, text, f"no {old[k]}"))
-        elif op == "replace":
-            for k, (a, b) in enumerate(zip(old[i1:i2], new[j1:j2])):
-                text = f"layer {i1 + k + 1}: {a} → {b}"
-                changes.append(Change("layers", "replace", a, b, i1 + k + 1, text, f"layer {i1 + k + 1} {b}"))
-            extra_old, extra_new = old[i1 + (j2 - j1):i2], new[j1 + (i2 - i1):j2]
-            for k, layer in enumerate(extra_old, i1 + (j2 - j1)):
-                changes.append(Change("layers", "remove", layer, None, k + 1, f"removed layer {k + 1} ({layer})",
-                                      f"no {layer}"))
-            for layer in extra_new:
-                changes.append(Change("layers", "insert", None, layer, i2, f"{layer} after layer {i2}",
-                                      f"{layer} after layer {i2}"))
+    for start, removed, added in _gaps(old, new):
+        for k, layer in zip(removed, added):
+            changes.append(Change("layers", "replace", old[k], layer, k + 1, f"layer {k + 1}: {old[k]} → {layer}",
+                                  f"layer {k + 1} {layer}"))
+        for k in removed[len(added):]:
+            changes.append(Change("layers", "remove", old[k], None, k + 1, f"removed layer {k + 1} ({old[k]})",
+                                  f"no {old[k]}"))
+        after_layer = removed[-1] + 1 if removed else start
+        for layer in added[len(removed):]:
+            where = f"after layer {after_layer}" if after_layer else "before layer 1"
+            changes.append(Change("layers", "insert", None, layer, after_layer, f"{layer} {where}",
+                                  f"{layer} {where}"))
     return changes
 
 

@@ -26,6 +26,9 @@ def test_layer_changes_name_each_edit_by_its_position():
         "layer 2: linear 784 60 → linear 784 40", "layer 4: linear 60 60 → linear 40 60"]
     assert [c.text for c in layer_changes(["flatten", "linear 784 10"], ["bn2d 1", "flatten", "linear 784 10"])] == [
         "bn2d 1 before layer 1"]
+    # the notes' bn1 → bn2 step moves a batch-norm: two edits, not four
+    bn1, bn2 = list(PRESETS["mnist-3fc-bn1-51k"].layers), list(PRESETS["mnist-3fc-bn2-51k"].layers)
+    assert [c.text for c in layer_changes(bn1, bn2)] == ["removed layer 3 (bn1d 60)", "bn1d 60 after layer 5"]
     # canonical forms: spacing and default options are not changes
     assert layer_changes(["maxpool 2 stride=2", "conv 3 8 3  pad=0"], ["maxpool 2", "conv 3 8 3"]) == []
 

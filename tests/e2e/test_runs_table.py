@@ -116,6 +116,7 @@ def test_table_fits_800_pixels(medium_page, server, finished_runs):
     page.wait_for_selector("#runs-table th[data-sort='config.optimizer']")
     page.wait_for_selector("[data-testid=runs-scroll-cue]:visible")
     for run in finished_runs:
+        page.locator(f"[data-testid=run-row-{run['id']}]").scroll_into_view_if_needed()
         assert page.locator(f"[data-testid=rerun-{run['id']}]").evaluate(IN_VIEW)
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
     screenshot(page, "runs_800_picked_columns")

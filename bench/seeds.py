@@ -235,8 +235,8 @@ def step_times(args) -> None:
     alone_optimizer = make_optimizer(configs[0], alone.parameters())
     x_alone = normalize(images[0]).contiguous(memory_format=layout)
 
-    group = SeedGroup(configs, device, steps_per_epoch=100)
-    x_group = group.batch(list(images), normalize)
+    group = SeedGroup(configs, load(configs[0].dataset, args.data, device), device)
+    x_group = group.batch([normalize(part) for part in images])
 
     params, buffers = stack_module_state(models)
     skeleton = copy.deepcopy(models[0]).to("meta")

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.stacked as stacked_module
-import trainer.train as train_module
+import trainer.loader as loader_module
 from trainer.config import resolve
 from trainer.data import load
 from trainer.nets import build_model
@@ -108,7 +107,8 @@ def mlp_alone():
 
 @pytest.mark.parametrize("model", ["mnist-3fc-2bn-51k", "cifar-vgg-179k", "cifar-resnet-6.6m"])
 def test_each_seed_starts_from_exactly_its_solo_initial_weights(model):
-    g = SeedGroup(configs({"model": model}), CPU, steps_per_epoch=10)
+    cs = configs({"model": model})
+    g = SeedGroup(cs, load(cs[0].dataset, DATA_DIR, CPU), CPU)
     for j, seed in enumerate(SEEDS):
         torch.manual_seed(seed)  # what train() does before it builds the network
         alone = build_model(model)
@@ -130,9 +130,8 @@ def test_each_seed_sees_exactly_its_solo_data_order_and_augmentation(monkeypatch
         calls.setdefault(id(generator), []).append((images.clone(), out.clone()))
         return out
 
-    real = train_module.augment_batch
-    monkeypatch.setattr(train_module, "augment_batch", spy)
-    monkeypatch.setattr(stacked_module, "augment_batch", spy)
+    real = loader_module.augment_batch
+    monkeypatch.setattr(loader_module, "augment_batch", spy)  # the batch source of both train() and the group
     alone = []
     for seed in SEEDS:
         calls.clear()
@@ -272,4 +271,4 @@ def test_group_problem_names_why_runs_cannot_train_together():
                   "cifar-vgg-179k", "cifar-resnet-6.6m"):
         assert group_problem(configs({"model": model})) is None, model
     with pytest.raises(ValueError, match="differ in lr"):
-        SeedGroup([resolve({**MLP, "seed": 0}), resolve({**MLP, "seed": 1, "lr": 0.1})], CPU, 10)
+        SeedGroup([resolve({**MLP, "seed": 0}), resolve({**MLP, "seed": 1, "lr": 0.1})], load("mnist", DATA_DIR, CPU), CPU)

@@ -1,9 +1,10 @@
 """Runs that differ only in their seed, trained together as one stacked network.
 
-Seed k of a group sees exactly what `trainer.train.train` would show it alone: the initial
-weights built after torch.manual_seed(seed), its own data order and augmentation draws (its
-own generator, consumed in the same sequence), its own dropout masks (its own state of the
-device's default generator). Each layer becomes a stacked layer that keeps the seeds' numbers
+Seed k of a group sees exactly what `trainer.train.train` would show it alone: each seed is
+set up by train()'s own `prepare()` (the initial weights built after torch.manual_seed(seed),
+its generator and its `trainer.loader.Batches`: its data order and augmentation draws, in the
+same sequence), and draws its dropout masks from its own state of the device's default
+generator. Each layer becomes a stacked layer that keeps the seeds' numbers
 apart: linear -> a batched matmul over K weight matrices, conv -> a convolution with K groups,
 batch norm -> one batch norm over K x C channels, dropout -> one mask per seed from its own
 generator state. The loss is the sum of the seeds' mean losses, so each seed's gradient is its
@@ -15,7 +16,8 @@ To everything else the group is K runs: each seed has its own reporter and shoul
 metrics, and checkpoints in exactly the format of a solo run's TrainState.state_dict(), so
 train() can resume a seed alone. A group resumes from per-seed checkpoints of one epoch (seeds
 at different epochs are refused: train them separately). A seed that is cancelled, diverges or
-whose reporter raises leaves the group (its outcome is that exception); the others go on.
+whose reporter raises leaves the group (its outcome is that exception, also handed to
+`on_leave` at once, so a caller can end that run while the others go on).
 
 Activations: images are (B, K*C, H, W), seed k's channels k*C..(k+1)*C; vectors are (K, F, B),
 feature-major, so that a linear layer is one baddbmm on plain strides whose weight gradient
@@ -29,21 +31,33 @@ Tests: tests/test_stacked.py. Speed: python -m bench.seeds (bench/README.md).
 import argparse
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.augment import augment_batch
 from trainer.config import RunConfig, resolve
-from trainer.data import Dataset, normalizer
-from trainer.datasets import DATASETS
-from trainer.nets import ConvBlock, ResBlock, build_model, is_convnet
-from trainer.train import (CPU_CONVNET_EVAL_BATCH, EVAL_BATCH, FIRST_PROGRESS_SECONDS, Diverged, Evaluation,
-                           Reporter, Stopped, make_optimizer, make_scheduler, peak_memory_bytes, pick_device)
-from trainer.zoo import get_preset
+from trainer.data import Dataset
+from trainer.devices import peak_memory_bytes, pick_device
+from trainer.layers import parse_layers
+from trainer.nets import ConvBlock, ResBlock
+from trainer.train import (
+    CPU_CONVNET_EVAL_BATCH,
+    EVAL_BATCH,
+    FIRST_PROGRESS_SECONDS,
+    Diverged,
+    Evaluation,
+    Reporter,
+    Setup,
+    Stopped,
+    eta_seconds,
+    learn,
+    make_optimizer,
+    make_scheduler,
+    prepare,
+)
 
 # Layer name -> the activation it takes ("image" or "vector"; None: either).
 LAYOUTS = {"flatten": "image", "linear": "vector", "bn1d": "vector", "conv": "image", "bn2d": "image",
@@ -197,13 +211,12 @@ def group_problem(configs: Sequence[RunConfig], resumes: Sequence[dict | None] =
         if differ:
             return f"the runs differ in {', '.join(differ)}, not only in seed"
     layout = "image"
-    for spec in get_preset(configs[0].model).layers:
-        name = spec.split()[0]
-        if name not in LAYOUTS:
-            return f"layer {spec!r} cannot be stacked (stackable: {', '.join(LAYOUTS)})"
-        if LAYOUTS[name] not in (None, layout):
-            return f"layer {spec!r} takes {LAYOUTS[name]} input but gets {layout} input"
-        if name == "flatten":
+    for spec in parse_layers(configs[0].layers):
+        if spec.kind not in LAYOUTS:
+            return f"layer {str(spec)!r} cannot be stacked (stackable: {', '.join(LAYOUTS)})"
+        if LAYOUTS[spec.kind] not in (None, layout):
+            return f"layer {str(spec)!r} takes {LAYOUTS[spec.kind]} input but gets {layout} input"
+        if spec.kind == "flatten":
             layout = "vector"
     if layout != "vector":
         return "the network must end in vectors (flatten, then linear layers)"
@@ -221,68 +234,64 @@ def _per_seed(value) -> bool:
 
 @dataclass
 class _Seed:
-    index: int                  # position in the caller's lists
-    model: nn.Module            # its own solo network, loaded with its weights at each checkpoint
-    generator: torch.Generator  # its data order and augmentation draws
-    cpu_rng: torch.Tensor       # a solo run's torch_rng off the CPU (dropout draws from the device's generator)
-    order: torch.Tensor | None = None
+    index: int            # position in the caller's lists
+    setup: Setup          # what train() would train it with: its solo network (loaded with its
+                          # weights at each checkpoint), generator and batch source
+    cpu_rng: torch.Tensor  # a solo run's torch_rng off the CPU (dropout draws from the device's generator)
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None  # this epoch's
 
 
 class SeedGroup:
     """Runs that differ only in seed: one stacked network, optimiser and scheduler, and per seed
-    its own generators. Built from nothing (each seed's initial weights) or from per-seed
-    checkpoints of one epoch."""
+    its own generators and batch source. Built from nothing (each seed's initial weights) or
+    from per-seed checkpoints of one epoch."""
 
-    def __init__(self, configs: Sequence[RunConfig], device: torch.device, steps_per_epoch: int,
+    def __init__(self, configs: Sequence[RunConfig], data: Dataset, device: torch.device,
                  resumes: Sequence[dict | None] | None = None):
         resumes = list(resumes or [None] * len(configs))
         problem = group_problem(configs, resumes)
         if problem:
             raise ValueError(problem)
-        self.config, self.device, self.steps_per_epoch = configs[0], device, steps_per_epoch
+        self.config, self.device = configs[0], device
         self.epoch = resumes[0]["epoch"] if resumes[0] else 0
         self.seeds: list[_Seed] = []
         parts, rng_states = [], []
         for i, (config, resume) in enumerate(zip(configs, resumes, strict=True)):
-            torch.manual_seed(config.seed)
-            model = build_model(config.model).to(device)  # the seed's initial weights, as train() builds them
-            if is_convnet(model):
-                model = model.to(memory_format=torch.channels_last)
-            generator = torch.Generator(device).manual_seed(config.seed)
-            cpu_rng = torch.get_rng_state()
+            setup = prepare(config, data, device)
             if resume:
-                model.load_state_dict(resume["model"])
-                generator.set_state(resume["generator"])
-                cpu_rng = resume["torch_rng"]
+                setup.state.load_state_dict(resume)  # also sets the CPU generator to the seed's torch_rng
+            setup.batches.channels_last = False  # the group lays out the stacked batch itself
+            cpu_rng = torch.get_rng_state()
             # On a GPU train() seeds the device's generator and never checkpoints it.
             rng_states.append(cpu_rng if device.type == "cpu" else default_generator(device).get_state())
-            parts.append(resume or {"model": model.state_dict()})
-            self.seeds.append(_Seed(i, model, generator, cpu_rng))
+            parts.append(setup.state.state_dict())
+            self.seeds.append(_Seed(i, setup, cpu_rng))
+        self.setup = self.seeds[0].setup  # the test set, normalisation and layout, alike for every seed
+        self.steps_per_epoch = len(self.setup.batches)
         self.rng = SeedRNG(device, rng_states)
-        template = self.seeds[0].model
-        self.channels_last = is_convnet(template)
-        first = next((m for m in template if not isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Dropout))), None)
+        self.channels_last = self.setup.channels_last
+        first = next((m for m in self.setup.state.model if not isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Dropout))),
+                     None)
         self.images = not isinstance(first, nn.Flatten)  # else the input is (K, B, C, H, W)
         self._stack(parts)
 
     def _stack(self, parts: list[dict]) -> None:
-        self.model = stack_module(self.seeds[0].model, len(parts), self.rng).to(self.device)
+        self.model = stack_module(self.seeds[0].setup.state.model, len(parts), self.rng).to(self.device)
         self.model.load_state_dict({key: torch.stack([p["model"][key] for p in parts]) for key in parts[0]["model"]})
         self.optimizer = make_optimizer(self.config, self.model.parameters())
         self.scheduler = make_scheduler(self.config, self.optimizer, self.steps_per_epoch)
-        if "optimizer" in parts[0]:
-            states = [p["optimizer"]["state"] for p in parts]
-            self.optimizer.load_state_dict({"param_groups": parts[0]["optimizer"]["param_groups"], "state": {
-                i: {name: torch.stack([s[i][name] for s in states]) if _per_seed(v) else v for name, v in st.items()}
-                for i, st in states[0].items()}})
-            if self.scheduler:
-                self.scheduler.load_state_dict(parts[0]["scheduler"])
+        states = [p["optimizer"]["state"] for p in parts]
+        self.optimizer.load_state_dict({"param_groups": parts[0]["optimizer"]["param_groups"], "state": {
+            i: {name: torch.stack([s[i][name] for s in states]) if _per_seed(v) else v for name, v in st.items()}
+            for i, st in states[0].items()}})
+        if self.scheduler:
+            self.scheduler.load_state_dict(parts[0]["scheduler"])
 
-    def batch(self, images: Sequence[torch.Tensor], normalize) -> torch.Tensor:
-        """One uint8 (B, C, H, W) batch per seed -> the stacked network's input, normalised."""
+    def batch(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One normalised (B, C, H, W) batch per seed -> the stacked network's input."""
         if not self.images:
-            return normalize(torch.stack(images))
-        x = normalize(torch.stack(images, 1)).flatten(1, 2)
+            return torch.stack(inputs)
+        x = torch.stack(inputs, 1).flatten(1, 2)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -299,7 +308,7 @@ class SeedGroup:
                                             for name, v in st.items()} for i, st in opt["state"].items()},
                               "param_groups": opt["param_groups"]},
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "generator": s.generator.get_state(),
+                "generator": s.setup.state.generator.get_state(),
                 "torch_rng": self.rng.states[j] if self.device.type == "cpu" else s.cpu_rng}
 
     def leave(self, gone: Collection[int]) -> list[int]:
@@ -325,16 +334,17 @@ class SeedState:
 
 
 @torch.inference_mode()
-def _evaluate(group: SeedGroup, x: torch.Tensor, y: torch.Tensor, normalize, autocast: bool) -> list[Evaluation]:
+def _evaluate(group: SeedGroup) -> list[Evaluation]:
     """trainer.train.evaluate for every seed at once."""
     group.model.eval()
-    k = len(group.seeds)
+    setup, k = group.setup, len(group.seeds)
+    x, y = setup.test_x, setup.test_y
     loss_sums = torch.zeros(k, device=x.device)
     predictions = torch.empty(k, len(y), dtype=y.dtype, device=x.device)
     batch = CPU_CONVNET_EVAL_BATCH if group.channels_last and x.device.type == "cpu" else EVAL_BATCH
     for i in range(0, len(x), batch):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = group.logits(group.batch([x[i:i + batch]] * k, normalize))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=setup.autocast):
+            out = group.logits(group.batch([setup.normalize(x[i:i + batch])] * k))
         yb = y[i:i + batch]
         loss_sums += F.cross_entropy(out.float().flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
         predictions[:, i:i + batch] = out.argmax(2)
@@ -345,29 +355,22 @@ def _evaluate(group: SeedGroup, x: torch.Tensor, y: torch.Tensor, normalize, aut
 def train_seeds(configs: Sequence[RunConfig], data: Dataset, reporters: Sequence[Reporter], device: torch.device,
                 resumes: Sequence[dict | None] | None = None,
                 should_stop: Sequence[Callable[[], bool]] | None = None,
-                progress_seconds: float = 2.0) -> list[Evaluation | BaseException]:
+                progress_seconds: float = 2.0,
+                on_leave: Callable[[int, BaseException], None] = lambda index, why: None,
+                ) -> list[Evaluation | BaseException]:
     """train() for runs that differ only in seed, as one stacked network; every argument but
-    `data` and `device` is a list with one entry per run.
+    `data`, `device`, `progress_seconds` and `on_leave` is a list with one entry per run.
 
     Returns per run its final test evaluation, or the exception that ended it alone (Stopped,
-    Diverged, or whatever its reporter or should_stop raised). Raises ValueError, with
-    group_problem's reason, when the runs cannot train as one group."""
+    Diverged, or whatever its reporter or should_stop raised), which `on_leave(index, exception)`
+    also gets as soon as the run leaves. Raises ValueError, with group_problem's reason, when
+    the runs cannot train as one group."""
     should_stop = list(should_stop or [lambda: False] * len(configs))
     if len(reporters) != len(configs) or len(should_stop) != len(configs):
         raise ValueError("one reporter and one should_stop per run")
     config = configs[0]
-    train_x, train_y = data.train_x, data.train_y
-    if config.train_subset:
-        train_x, train_y = train_x[:config.train_subset], train_y[:config.train_subset]
-    test_x, test_y = data.test_x, data.test_y
-    if config.test_subset:
-        test_x, test_y = test_x[:config.test_subset], test_y[:config.test_subset]
-    n, batch_size = len(train_x), config.batch_size
-    # A last batch of one image would break BatchNorm's training statistics (as train()).
-    steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
-    group = SeedGroup(configs, device, steps_per_epoch, resumes)
-    autocast = group.channels_last and device.type == "cuda"
-    normalize = normalizer(config.normalize, DATASETS[data.name].channels, device)
+    group = SeedGroup(configs, data, device, resumes)
+    steps = group.steps_per_epoch
     outcomes: list[Evaluation | BaseException | None] = [None] * len(configs)
 
     def call(gone: dict[int, BaseException], j: int, fn, *args):
@@ -377,9 +380,12 @@ def train_seeds(configs: Sequence[RunConfig], data: Dataset, reporters: Sequence
             gone[j] = e
 
     def leave(gone: dict[int, BaseException]) -> list[int]:
-        for j, why in gone.items():
-            outcomes[group.seeds[j].index] = why
-        return group.leave(gone)
+        left = [(group.seeds[j].index, why) for j, why in gone.items()]
+        keep = group.leave(gone)
+        for index, why in left:
+            outcomes[index] = why
+            on_leave(index, why)
+        return keep
 
     final: list[Evaluation] = []
     report_after = min(progress_seconds, FIRST_PROGRESS_SECONDS)
@@ -392,37 +398,28 @@ def train_seeds(configs: Sequence[RunConfig], data: Dataset, reporters: Sequence
         corrects = torch.zeros(len(group.seeds), device=device, dtype=torch.long)
         seen = 0
         for s in group.seeds:
-            s.order = torch.randperm(n, generator=s.generator, device=device)
-        for step in range(steps_per_epoch):
-            idxs = [s.order[step * batch_size:(step + 1) * batch_size] for s in group.seeds]
-            # Each seed's batch, augmented with its own generator in train()'s sequence.
-            xb = group.batch([augment_batch(augment, train_x.index_select(0, idx), s.generator)
-                              for idx, s in zip(idxs, group.seeds)], normalize)
-            yb = torch.stack([train_y.index_select(0, idx) for idx in idxs])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            s.setup.batches.augment = augment
+            s.batches = iter(s.setup.batches)
+        for step in range(steps):
+            inputs, labels = zip(*(next(s.batches) for s in group.seeds))
+            xb, yb = group.batch(inputs), torch.stack(labels)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=group.setup.autocast):
                 out = group.logits(xb)
                 losses = F.cross_entropy(out.float().flatten(0, 1), yb.flatten(), reduction="none") \
                     .view(len(group.seeds), -1).mean(1)
-            group.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # d(sum)/d(loss_k) = 1: each seed gets its solo gradient
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_value_(group.model.parameters(), config.grad_clip)
-            group.optimizer.step()
-            if config.scheduler == "onecycle":
-                group.scheduler.step()
-            loss_sums += losses.detach() * len(idxs[0])
+            learn(config, group, losses.sum())  # d(sum)/d(loss_k) = 1: each seed gets its solo gradient
+            loss_sums += losses.detach() * yb.shape[1]
             corrects += (out.argmax(2) == yb).sum(1)
-            seen += len(idxs[0])
+            seen += yb.shape[1]
             gone: dict[int, BaseException] = {}
             for j, s in enumerate(group.seeds):
                 if call(gone, j, should_stop[s.index]):
                     gone[j] = Stopped()
             now = time.perf_counter()
-            if now - last_report >= report_after and step + 1 < steps_per_epoch:
+            if now - last_report >= report_after and step + 1 < steps:
                 last_report, report_after = now, progress_seconds
-                fraction = (step + 1) / steps_per_epoch
-                elapsed = now - started
-                eta = elapsed / fraction * (1 - fraction) + elapsed / fraction * (config.epochs - epoch)
+                fraction = (step + 1) / steps
+                eta = eta_seconds(now - started, fraction, epoch, config.epochs)
                 for j, (train_loss, correct) in enumerate(zip((loss_sums / seen).tolist(), corrects.tolist())):
                     if j in gone:
                         continue
@@ -445,24 +442,25 @@ def train_seeds(configs: Sequence[RunConfig], data: Dataset, reporters: Sequence
                 return outcomes
             train_losses, train_accs = [train_losses[j] for j in keep], [train_accs[j] for j in keep]
         train_seconds = time.perf_counter() - started
-        final = _evaluate(group, test_x, test_y, normalize, autocast)
+        final = _evaluate(group)
         if group.scheduler is not None and config.scheduler != "onecycle":
             group.scheduler.step()
         epoch_seconds = time.perf_counter() - started
         group.epoch = epoch
         for j, s in enumerate(group.seeds):
             checkpoint = group.checkpoint(j)
-            s.model.load_state_dict(checkpoint["model"])
+            model = s.setup.state.model
+            model.load_state_dict(checkpoint["model"])
             call(gone, j, reporters[s.index].epoch, epoch, {
                 "train_loss": train_losses[j], "train_acc": train_accs[j],
                 "test_loss": final[j].loss, "test_acc": final[j].acc, "lr": lr,
                 "epoch_seconds": epoch_seconds, "images_per_second": seen / train_seconds,
                 "peak_memory_bytes": float(peak_memory_bytes(device)),
-            }, SeedState(s.model, epoch, checkpoint))
+            }, SeedState(model, epoch, checkpoint))
         if gone:
             final = [final[j] for j in leave(gone)]
     if not final and group.seeds:  # resumed after the last epoch: nothing left to train
-        final = _evaluate(group, test_x, test_y, normalize, autocast)
+        final = _evaluate(group)
     for s, evaluation in zip(group.seeds, final):
         outcomes[s.index] = evaluation
     return outcomes
@@ -470,7 +468,7 @@ def train_seeds(configs: Sequence[RunConfig], data: Dataset, reporters: Sequence
 
 def main(argv=None) -> None:
     from trainer.data import load
-    from trainer.train import default_threads
+    from trainer.devices import default_threads
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

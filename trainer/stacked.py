@@ -4,10 +4,9 @@ Seed k of a group sees exactly what `trainer.train.train` would show it alone: e
 set up by train()'s own `prepare()` (the initial weights built after torch.manual_seed(seed),
 its generator and its `trainer.loader.Batches`: its data order and augmentation draws, in the
 same sequence), and draws its dropout masks from its own state of the device's default
-generator. Each layer becomes a stacked layer that keeps the seeds' numbers
-apart: linear -> a batched matmul over K weight matrices, conv -> a convolution with K groups,
-batch norm -> one batch norm over K x C channels, dropout -> one mask per seed from its own
-generator state. The loss is the sum of the seeds' mean losses, so each seed's gradient is its
+generator. Each layer becomes a stacked layer that keeps the seeds' numbers apart: linear ->
+a batched matmul over K weight matrices, conv -> a convolution with K groups, batch norm ->
+one batch norm over K x C channels, dropout -> one mask per seed from its own generator state. The loss is the sum of the seeds' mean losses, so each seed's gradient is its
 solo gradient; Adam/AdamW/SGD, weight decay and value clipping act element by element and the
 lr schedulers on step counts, so one optimiser over the stack is K solo optimisers. Only the
 floating-point summation order differs from K solo runs.

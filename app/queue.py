@@ -4,12 +4,14 @@ overwrites a decision taken by someone else. Shared by the server and the worker
 
 A worker's side: `claim()` returns a `Lease`, the one object that writes what the worker
 does with its run (start, epochs, progress, heartbeat, end) and that knows whether the
-run is still its own. The API's side: `enqueue`, `request_cancel`, `cancel_sweep_queue`, `retry`,
+run is still its own; `claim_group()` may return several, seeds of one group that the
+worker trains together (app/seed_group.py), each still its own run with its own lease. The API's side: `enqueue`, `request_cancel`, `cancel_sweep_queue`, `retry`,
 `remove`, in the caller's session. Reapers: `release_lost`, `reap_stale`."""
 
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,23 +76,58 @@ def count_alive_workers(session: Session, stale_seconds: float) -> int:
 
 def claim(engine: Engine, worker: str) -> "Lease | None":
     """queued → running for the oldest queued run; None when the queue is empty."""
+    leases = claim_group(engine, worker)
+    return leases[0] if leases else None
+
+
+def claim_group(engine: Engine, worker: str, most: int = 1, stale_seconds: float = 30.0,
+                stackable: Callable[[dict], bool] = lambda config: True) -> "list[Lease]":
+    """queued → running for the oldest queued run and, in the same transaction, for some of
+    its seeds, so that a worker can train them together: when the run starts fresh (no epoch
+    done, no checkpoint), is no sweep's trial and `stackable(its config)`, up to `most` runs
+    of its group (same group_key, fresh, queued), its share of them: ceil(the group's fresh
+    queued runs / alive workers), so that 3 seeds on 2 workers split 2 + 1 and on 1 worker
+    train as 3. [] when the queue is empty."""
     with Session(writer(engine)) as s:
         oldest = select(Run.id).where(Run.status == Status.QUEUED).order_by(Run.id).limit(1)
-        if engine.dialect.name == "postgresql":
-            oldest = oldest.with_for_update(skip_locked=True)
-        now = utcnow()
-        row = s.execute(update(Run)
-                        .where(Run.id == oldest.scalar_subquery(), Run.status == Status.QUEUED)
-                        .values(status=Status.RUNNING, worker=worker, started_at=now,
-                                heartbeat_at=now, attempts=Run.attempts + 1, error=None,
-                                traceback=None, epoch_progress=0.0)
-                        .returning(Run.id)).first()
-        if row is None:
+        first = _take(s, engine, worker, oldest, Run.group_key, Run.config, Run.epochs_done, Run.has_checkpoint,
+                      Run.sweep_id)
+        if not first:
             s.rollback()
-            return None
-        _event(s, row[0], "status", status=Status.RUNNING, worker=worker)
+            return []
+        run_id, key, config, epochs_done, has_checkpoint, sweep_id = first[0]
+        ids = [run_id]
+        if most > 1 and key and epochs_done == 0 and not has_checkpoint and sweep_id is None and stackable(config):
+            fresh = (Run.status == Status.QUEUED, Run.group_key == key, Run.epochs_done == 0,
+                     Run.has_checkpoint.is_(False), Run.sweep_id.is_(None))
+            queued = 1 + s.execute(select(func.count()).select_from(Run).where(*fresh)).scalar_one()
+            share = min(most, math.ceil(queued / max(count_alive_workers(s, stale_seconds), 1)))
+            if share > 1:
+                seeds = select(Run.id).where(*fresh).order_by(Run.id).limit(share - 1)
+                ids += [row[0] for row in _take(s, engine, worker, seeds)]
+        for claimed in ids:
+            _event(s, claimed, "status", status=Status.RUNNING, worker=worker)
         s.commit()
-        return Lease(engine, row[0], worker)
+        return [Lease(engine, claimed, worker) for claimed in ids]
+
+
+def _take(session: Session, engine: Engine, worker: str, ids, *columns) -> list[tuple]:
+    """queued → running for the runs that `ids` (a select of Run.id) picks; rows of their id
+    and `columns`, by id. On PostgreSQL a run another claimer holds is skipped, never waited
+    for. Picked first, then updated: an UPDATE ... WHERE id IN (a LIMITed SELECT ... SKIP
+    LOCKED) may run its subquery again and take more runs than the LIMIT."""
+    if engine.dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    picked = session.execute(ids).scalars().all()
+    if not picked:
+        return []
+    now = utcnow()
+    return sorted(session.execute(update(Run)
+                                  .where(Run.id.in_(picked), Run.status == Status.QUEUED)
+                                  .values(status=Status.RUNNING, worker=worker, started_at=now,
+                                          heartbeat_at=now, attempts=Run.attempts + 1, error=None,
+                                          traceback=None, epoch_progress=0.0)
+                                  .returning(Run.id, *columns)).all())
 
 
 @dataclass(frozen=True)
@@ -196,17 +233,18 @@ class Lease:
 
     def release(self, reason: str) -> None:
         """Back to the queue at once, without counting an attempt (an orderly shutdown)."""
-        release_lost(self.engine, max_attempts=1, worker=self.worker, reason=reason, refund=True)
+        release_lost(self.engine, max_attempts=1, worker=self.worker, run_id=self.run_id, reason=reason, refund=True)
 
 
 # --- reapers ----------------------------------------------------------------------------
 
 def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | None = None,
-                 worker: str | None = None, reason: str = "worker lost", refund: bool = False) -> list[int]:
+                 worker: str | None = None, run_id: int | None = None, reason: str = "worker lost",
+                 refund: bool = False) -> list[int]:
     """Runs whose worker vanished (stale heartbeat, or `worker` known dead) go back to the
     queue to resume from their last finished epoch, or fail once they were tried
-    `max_attempts` times. `refund`: an orderly shutdown, which does not count as an
-    attempt. Returns the ids it moved."""
+    `max_attempts` times. `run_id`: that run only. `refund`: an orderly shutdown, which does
+    not count as an attempt. Returns the ids it moved."""
     moved = {}
     with Session(writer(engine)) as s:
         # Rows are locked in one order everywhere, worker before run (as `Lease.heartbeat`
@@ -220,19 +258,21 @@ def release_lost(engine: Engine, max_attempts: int, *, stale_before: datetime | 
             where.append(Run.heartbeat_at < stale_before)
         if worker is not None:
             where.append(Run.worker == worker)
-        for run_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)
-                                               .order_by(Run.id)).all():
+        if run_id is not None:
+            where.append(Run.id == run_id)
+        for lost_id, attempts, who in s.execute(select(Run.id, Run.attempts, Run.worker).where(*where)
+                                                .order_by(Run.id)).all():
             retry = refund or attempts < max_attempts
             values = dict(status=Status.QUEUED, error=f"{reason} ({who}); requeued to resume", worker=None,
                           attempts=Run.attempts - (1 if refund else 0)) if retry else dict(
                 status=Status.FAILED, finished_at=utcnow(),
                 error=f"{reason} ({who}); gave up after {attempts} attempts")
-            if s.execute(update(Run).where(Run.id == run_id, *where).values(
+            if s.execute(update(Run).where(Run.id == lost_id, *where).values(
                     eta_seconds=None, epoch_progress=0.0, **values)).rowcount:
-                moved[run_id] = values
+                moved[lost_id] = values
         # Events last, after every row lock is taken (see app.db._events_in_commit_order).
-        for run_id, values in moved.items():
-            _event(s, run_id, "status", status=values["status"], error=values["error"])
+        for lost_id, values in moved.items():
+            _event(s, lost_id, "status", status=values["status"], error=values["error"])
         s.commit()
     return list(moved)
 

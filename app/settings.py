@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # CPU threads for training; 0 = leave one core to the server when there are several.
     threads: int = Field(0, ge=0)
     device: str = "auto"
+    # A worker trains up to this many fresh seeds of one group together as one stacked network
+    # (app/seed_group.py), its share of the group among the alive workers; 1 trains each alone.
+    stack_seeds: int = Field(8, ge=1)
     max_body_bytes: int = 64 * 1024
 
     @field_validator("data_dir", mode="before")

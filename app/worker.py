@@ -12,7 +12,10 @@ written for a while (locked, full, unreachable) does not end the worker: it lets
 back to the queue once it can, and waits with a growing backoff meanwhile.
 
 A sweep's trial also reports each epoch's test accuracy to the sweep's Optuna study, whose
-pruner may stop it (status `pruned`); the worker tells the study how each trial ended."""
+pruner may stop it (status `pruned`); the worker tells the study how each trial ended.
+
+Fresh seeds of one group may be claimed together (ZOOLAB_STACK_SEEDS) and trained as one
+stacked network: app/seed_group.py, each still a run of its own."""
 
 import argparse
 import logging
@@ -64,21 +67,30 @@ def _model_file(config: RunConfig, weights: dict) -> dict:
 
 
 class Heartbeat(threading.Thread):
-    """Beats every few seconds; sets `stop` when the run is cancelled or taken from us."""
+    """Beats every few seconds for each of its leases (one run, or seeds trained together);
+    sets `stop[run id]` when that run is cancelled or taken from us, and beats it no more."""
 
-    def __init__(self, lease: queue.Lease, every: float, device: torch.device):
-        super().__init__(daemon=True, name=f"heartbeat-{lease.run_id}")
-        self.lease, self.every, self.device = lease, every, device
-        self.stop = threading.Event()
+    def __init__(self, leases: list[queue.Lease], every: float, device: torch.device):
+        super().__init__(daemon=True, name=f"heartbeat-{leases[0].run_id}")
+        self.leases, self.every, self.device = leases, every, device
+        self.stop = {lease.run_id: threading.Event() for lease in leases}
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.every):
-            try:
-                if self.lease.heartbeat(**stats(self.device)):
-                    self.stop.set()
-            except Exception:  # a busy database must not kill the beat; the next one retries
-                log.exception("heartbeat failed")
+            device_stats = stats(self.device)
+            for lease in self.leases:
+                if self.stop[lease.run_id].is_set():
+                    continue
+                try:
+                    if lease.heartbeat(**device_stats):
+                        self.stop[lease.run_id].set()
+                except Exception:  # a busy database must not kill the beat; the next one retries
+                    log.exception("heartbeat failed")
+
+    def close(self) -> None:
+        self.done.set()
+        self.join()
 
 
 class Worker:
@@ -96,6 +108,8 @@ class Worker:
 
     def serve(self, until_empty: bool = False) -> int:
         """Claim and train runs until stopped (or until the queue is empty). Returns runs done."""
+        from app.seed_group import stackable, train_together  # app.seed_group builds on this module
+
         queue.register_worker(self.engine, self.name, describe(self.device), **stats(self.device))
         done, backoff = 0, POLL_SECONDS
         try:
@@ -106,15 +120,19 @@ class Worker:
                                            reason=self.dropped)
                         self.dropped = None
                     queue.reap_stale(self.engine, self.settings.stale_seconds, self.settings.max_attempts)
-                    lease = queue.claim(self.engine, self.name)
-                    if lease is None:
+                    leases = queue.claim_group(self.engine, self.name, self.settings.stack_seeds,
+                                               self.settings.stale_seconds, stackable)
+                    if not leases:
                         if until_empty:
                             break
                         queue.worker_idle(self.engine, self.name, **stats(self.device))
                         self.shutting_down.wait(POLL_SECONDS)
                         continue
-                    self.execute(lease)
-                    done += 1
+                    if len(leases) == 1:
+                        self.execute(leases[0])
+                    else:
+                        train_together(self, leases)
+                    done += len(leases)
                     backoff = POLL_SECONDS
                 except OperationalError as e:
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
@@ -124,7 +142,7 @@ class Worker:
             queue.worker_stopped(self.engine, self.name)
         return done
 
-    def _versions(self) -> dict:
+    def versions(self) -> dict:
         versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
                     "threads": torch.get_num_threads()}
         if self.device.type == "cuda":
@@ -139,8 +157,7 @@ class Worker:
             epochs_done, seconds_before = run.epochs_done, run.total_seconds
         trial = sweeper.trial_report(self.engine, run)  # a sweep's trial: its study hears each epoch
         log.info("run %s: %s for %s epochs (from epoch %s)", run_id, config.model, config.epochs, epochs_done + 1)
-        beat = Heartbeat(lease, self.settings.heartbeat_seconds, self.device)
-        beat.start()
+        beat = self.heartbeat([lease])
         files = RunFiles(self.settings.artifact_dir, run_id)
         files.remove_partial()  # what a killed worker was writing
         try:
@@ -149,50 +166,72 @@ class Worker:
                 seconds_before = 0.0
             if note:
                 log.warning("run %s: %s", run_id, note)
-            lease.start(describe(self.device), self._versions(), epochs_done, note)
+            lease.start(describe(self.device), self.versions(), epochs_done, note)
             data = load(config.dataset, self.settings.data_dir, self.device, self.settings.download)
-            reporter = _DatabaseReporter(lease, files, config, seconds_before, trial)
+            reporter = DatabaseReporter(lease, files, config, seconds_before, trial)
             result = train(config, data, reporter, self.device, resume=resume,
-                           should_stop=lambda: beat.stop.is_set() or self.shutting_down.is_set(),
-                           progress_seconds=self.settings.progress_seconds)
+                           should_stop=self.should_stop(beat, run_id), progress_seconds=self.settings.progress_seconds)
             # Resumed after its last epoch (the worker died between that epoch's commit and its
             # model.pt): the checkpoint holds the final weights.
             weights = reporter.state.model.state_dict() if reporter.state else resume["model"]
-            self._write_artifacts(files, data, config, result, weights)
-            lease.end(Status.FINISHED, has_artifacts=True)
-            files.prune_checkpoints(None)
-        except studies.Pruned as e:
-            lease.end(Status.PRUNED, error=str(e))
-        except Stopped:
-            if self.shutting_down.is_set():
-                lease.release("worker shut down")
-            else:
-                lease.end(Status.CANCELLED)
-        except queue.LostRun:
-            log.warning("run %s is no longer ours (cancelled, deleted or taken over)", run_id)
-        except OperationalError as e:
-            # Not the run's fault, and the database would refuse to record it failed anyway:
-            # the run goes back to the queue once the database takes writes again (serve()).
-            self.dropped = f"database unavailable ({_reason(e)})"
-            log.warning("run %s: %s", run_id, self.dropped)
-            raise
-        except (Diverged, DatasetError, DiskFull) as e:
-            lease.end(Status.FAILED, error=str(e))
+            self.finish(lease, files, data, config, result, weights)
         except Exception as e:
-            if _out_of_memory(e):
+            self.conclude(lease, config, e)
+        finally:
+            self.done_with(beat)
+            if trial is not None:
+                self._settle(run_id)
+
+    def heartbeat(self, leases: list[queue.Lease]) -> Heartbeat:
+        beat = Heartbeat(leases, self.settings.heartbeat_seconds, self.device)
+        beat.start()
+        return beat
+
+    def done_with(self, beat: Heartbeat) -> None:
+        """After a run (or seeds trained together): no more beats, and the device's cache freed."""
+        beat.close()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def should_stop(self, beat: Heartbeat, run_id: int):
+        return lambda: beat.stop[run_id].is_set() or self.shutting_down.is_set()
+
+    def finish(self, lease: queue.Lease, files: RunFiles, data: Dataset, config: RunConfig, result: Evaluation,
+               weights: dict) -> None:
+        """A run trained to its last epoch: its artifacts and model.pt, then `finished`."""
+        self._write_artifacts(files, data, config, result, weights)
+        lease.end(Status.FINISHED, has_artifacts=True)
+        files.prune_checkpoints(None)
+
+    def conclude(self, lease: queue.Lease, config: RunConfig, e: Exception) -> None:
+        """Record how a run ended early with `e` (a run alone, or one seed of a group trained
+        together). Re-raises a database fault (OperationalError): serve() backs off."""
+        run_id = lease.run_id
+        match e:
+            case studies.Pruned():
+                lease.end(Status.PRUNED, error=str(e))
+            case Stopped() if self.shutting_down.is_set():
+                lease.release("worker shut down")
+            case Stopped():
+                lease.end(Status.CANCELLED)
+            case queue.LostRun():
+                log.warning("run %s is no longer ours (cancelled, deleted or taken over)", run_id)
+            case OperationalError():
+                # Not the run's fault, and the database would refuse to record it failed anyway:
+                # the run goes back to the queue once the database takes writes again (serve()).
+                self.dropped = f"database unavailable ({_reason(e)})"
+                log.warning("run %s: %s", run_id, self.dropped)
+                raise e
+            case Diverged() | DatasetError() | DiskFull():
+                lease.end(Status.FAILED, error=str(e))
+            case _ if _out_of_memory(e):
                 log.warning("run %s: out of memory (batch size %s)", run_id, config.batch_size)
                 lease.end(Status.FAILED, error=f"out of memory on {self.device} with batch size "
                                                f"{config.batch_size}: lower batch_size ({str(e).splitlines()[0]})")
-                return
-            log.exception("run %s failed", run_id)
-            lease.end(Status.FAILED, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-        finally:
-            beat.done.set()
-            beat.join()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if trial is not None:
-                self._settle(run_id)
+            case _:
+                log.error("run %s failed", run_id, exc_info=e)
+                lease.end(Status.FAILED, error=f"{type(e).__name__}: {e}",
+                          traceback="".join(traceback.format_exception(e)))
 
     def _settle(self, run_id: int) -> None:
         """Tell the sweep's study how the trial ended, so the next trials' pruning counts it; a
@@ -234,7 +273,7 @@ class Worker:
         _save(files, files.model, _model_file(config, weights))
 
 
-class _DatabaseReporter:
+class DatabaseReporter:
     """The trainer's reporter: checkpoint, then commit, each epoch; progress points between. A
     sweep's trial then reports the epoch to its study, whose pruner may stop it there."""
 

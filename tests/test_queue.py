@@ -81,6 +81,76 @@ def test_claimers_racing_claim_every_run_exactly_once(database_url):
     assert seen == [i for (i,) in query(database_url, "SELECT id FROM event ORDER BY id")]
 
 
+def _seeds(engine, key: str, n: int = 3, **values) -> list[int]:
+    """n queued runs of one group (`group_key` = key), as POST /runs with "seeds" queues them."""
+    runs = [Run(name=key, model="mnist-logreg", dataset="mnist", config={"seed": i}, params=7850, epochs_total=1,
+                group_key=key, **values) for i in range(n)]
+    with Session(writer(engine)) as s:
+        queue.enqueue(s, *runs)
+    return [r.id for r in runs]
+
+
+def _claimed(engine, worker: str, most: int = 8, stackable=lambda config: True) -> list[int]:
+    return [lease.run_id for lease in queue.claim_group(engine, worker, most, stale_seconds=30, stackable=stackable)]
+
+
+@pytest.mark.both_databases
+def test_a_claim_takes_its_share_of_a_fresh_group(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    queue.register_worker(engine, "w1", "cpu")
+    whole, other = _seeds(engine, "a"), _seeds(engine, "b")
+    assert _claimed(engine, "w1") == whole  # the only worker alive takes the whole group...
+    assert _claimed(engine, "w1") == other  # ...and nothing of another
+    queue.register_worker(engine, "w2", "cpu")
+    split = _seeds(engine, "c")
+    assert _claimed(engine, "w1") == split[:2] and _claimed(engine, "w2") == split[2:]  # 3 seeds, 2 workers: 2 + 1
+    queue.worker_stopped(engine, "w2")
+    capped = _seeds(engine, "d")
+    assert _claimed(engine, "w1", most=2) == capped[:2] and _claimed(engine, "w1", most=1) == capped[2:]
+    refused = _seeds(engine, "e")
+    assert _claimed(engine, "w1", stackable=lambda config: False) == refused[:1]
+    assert _claimed(engine, "w1") == refused[1:]
+    # A run that resumes from a checkpoint trains alone, and no fresh seed waits for it.
+    resumed = _seeds(engine, "f")
+    query(database_url, "UPDATE run SET epochs_done = 1, has_checkpoint = ? WHERE id = ?", True, resumed[1])
+    assert _claimed(engine, "w1") == [resumed[0], resumed[2]] and _claimed(engine, "w1") == resumed[1:2]
+    rows = query(database_url, "SELECT status, worker, attempts FROM run")
+    assert set(rows) == {(Status.RUNNING, "w1", 1), (Status.RUNNING, "w2", 1)}
+    assert _claimed(engine, "w1") == []
+    engine.dispose()
+
+
+@pytest.mark.both_databases
+def test_claimers_racing_for_groups_claim_every_seed_exactly_once(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    queue.register_worker(engine, "alive", "cpu")  # one worker alive: a claim may take a whole group
+    groups = {key: _seeds(engine, key) for key in map(str, range(12))}
+    engines = [make_engine(database_url) for _ in range(CLAIMERS)]
+    start = threading.Barrier(CLAIMERS)
+
+    def claim_all(i: int) -> list[list[int]]:
+        start.wait()
+        claims = []
+        while ids := _claimed(engines[i], f"w{i}"):
+            claims.append(ids)
+        return claims
+
+    with ThreadPoolExecutor(CLAIMERS) as pool:
+        claims = [c for claimer in pool.map(claim_all, range(CLAIMERS)) for c in claimer]
+    key_of = {run_id: key for key, ids in groups.items() for run_id in ids}
+    assert sorted(run_id for ids in claims for run_id in ids) == sorted(key_of)
+    assert all(len({key_of[run_id] for run_id in ids}) == 1 for ids in claims)  # one group per claim
+    assert max(map(len, claims)) > 1
+    running = Counter(run_id for run_id, data in query(database_url, "SELECT run_id, data FROM event WHERE kind = 'status'")
+                      if json.loads(data)["status"] == "running")
+    assert running == {run_id: 1 for run_id in key_of}
+    for e in engines:
+        e.dispose()
+    engine.dispose()
+
+
 @pytest.mark.postgresql
 def test_a_claim_skips_the_run_another_claimer_holds(postgres_url):
     engine = make_engine(postgres_url)

@@ -149,6 +149,24 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalize, chan
     return Evaluation(loss_sum.item() / len(x), (predictions == y).float().mean().item(), predictions)
 
 
+def learn(config: RunConfig, state: TrainState, loss: torch.Tensor) -> None:
+    """Backward from `loss` and one optimiser step, with the config's clipping and onecycle's
+    per-batch schedule. `state` needs only its model, optimizer and scheduler (trainer.stacked
+    passes its stacked group)."""
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        nn.utils.clip_grad_value_(state.model.parameters(), config.grad_clip)
+    state.optimizer.step()
+    if config.scheduler == "onecycle":
+        state.scheduler.step()
+
+
+def eta_seconds(elapsed: float, fraction: float, epoch: int, epochs: int) -> float:
+    """Seconds left: the rest of this epoch and the epochs after it, at this epoch's pace."""
+    return elapsed / fraction * (1 - fraction) + elapsed / fraction * (epochs - epoch)
+
+
 @dataclass
 class Setup:
     """A run ready to train: its state (what a checkpoint holds), its batch source, its test
@@ -170,14 +188,7 @@ class Setup:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.forward(inputs)
             loss = F.cross_entropy(out.float(), labels)
-        optimizer = self.state.optimizer
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip is not None:
-            nn.utils.clip_grad_value_(self.state.model.parameters(), self.config.grad_clip)
-        optimizer.step()
-        if self.config.scheduler == "onecycle":
-            self.state.scheduler.step()
+        learn(self.config, self.state, loss)
         return out, loss
 
     def evaluate(self) -> Evaluation:
@@ -242,8 +253,7 @@ def train(config: RunConfig, data: Dataset, reporter: Reporter, device: torch.de
                     raise last.diverged(reporter, epoch, steps, recent)
                 last, recent = Stretch(train_loss * seen, correct.item(), seen, step + 1), []
                 fraction = (step + 1) / steps
-                elapsed = now - started
-                eta = elapsed / fraction * (1 - fraction) + elapsed / fraction * (config.epochs - epoch)
+                eta = eta_seconds(now - started, fraction, epoch, config.epochs)
                 reporter.progress(epoch - 1 + fraction, fraction, train_loss, last.hits / seen, eta)
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         if not math.isfinite(train_loss):

@@ -68,7 +68,7 @@ def test_launch_and_watch_a_run_live(fresh_page, server):
 
     page.fill("#f-name", "e2e live run")
     page.fill("#f-epochs", "3")
-    page.fill("#f-train_subset", "12000")
+    page.fill("#f-train_subset", "24000")  # a few seconds: a dozen progress points at 0.25 s
     page.evaluate(RECORD_TABLE)
     page.click("#launch-submit")
 
@@ -84,9 +84,17 @@ def test_launch_and_watch_a_run_live(fresh_page, server):
     run_id = int(row.get_attribute("data-run-id"))
     chart = f"live-chart-{run_id}"
     wait_for_chart(page, chart, 4, timeout=120_000)  # drawn once a worker takes the run
+    # Every time the page draws or extends the chart, the train curve's length: a record of
+    # each update, however busy the machine (a timer sampling it can miss updates under load).
     page.evaluate("""(id) => { window.__lengths = [];
-      setInterval(() => { const el = document.getElementById(id);
-        if (el && el.data) window.__lengths.push(el.data[0].x.length); }, 40); }""", chart)
+      const record = () => { const el = document.getElementById(id);
+        if (el && el.data) window.__lengths.push(el.data[0].x.length); };
+      for (const name of ['react', 'extendTraces']) {
+        const original = Plotly[name];
+        Plotly[name] = function (...args) { const out = original.apply(this, args); record();
+          Promise.resolve(out).then(record); return out; };
+      }
+      record(); }""", chart)
 
     page.wait_for_selector(f"#runs-tbody [data-testid=status-{run_id}][data-status=running]", timeout=120_000)
     page.wait_for_selector(f"#runs-tbody [data-testid=status-{run_id}][data-status=finished]", timeout=240_000)

@@ -1,7 +1,7 @@
 """Many workers on one database, for real: `zoolab serve --workers N` supervises N workers that
 share the machine's threads and report their device; and a queue of 60 short runs (real
 MNIST, subsets) drained by 6 worker processes on PostgreSQL (3 on SQLite) while a chaos loop
-SIGKILLs a random training worker every few seconds and starts another: every run finishes, each
+SIGKILLs a random training worker every few finished runs and starts another: every run finishes, each
 epoch's metrics are written exactly once, no run is held by two workers at once, nothing is
 left running.
 
@@ -47,12 +47,13 @@ def test_serve_supervises_n_workers_that_report_their_device(tmp_path):
         assert survivor["name"] in {w["name"] for w in stack.workers() if w["alive"]}
 
 
-def _chaos(stack: Stack, workers: int, seconds_between: float, kills: int, rng: random.Random) -> int:
-    """Keep `workers` processes running; every `seconds_between` seconds SIGKILL one that is
-    training (a run's worker), and start another, `kills` times; then let the queue drain.
+def _chaos(stack: Stack, workers: int, kills: int, every: int, rng: random.Random) -> int:
+    """Keep `workers` processes running; SIGKILL one that is training (a run's worker) and start
+    another each time `every` more runs have finished, `kills` times; then let the queue drain.
+    Paced by the queue, not the clock, so a fast machine meets as many kills as a slow one.
     Returns the kills made."""
     live: dict[str, object] = {}
-    made, serial, last_kill = 0, 0, time.monotonic()
+    made, serial = 0, 0
     while True:
         live = {name: p for name, p in live.items() if p.poll() is None}
         while len(live) < workers:
@@ -61,15 +62,16 @@ def _chaos(stack: Stack, workers: int, seconds_between: float, kills: int, rng: 
         (left,), = stack.query("SELECT COUNT(*) FROM run WHERE status IN ('queued', 'running')")
         if left == 0:
             return made
-        time.sleep(0.5)
-        if made < kills and time.monotonic() - last_kill >= seconds_between:
+        time.sleep(0.2)
+        (finished,), = stack.query("SELECT COUNT(*) FROM run WHERE status = 'finished'")
+        if made < kills and finished >= made * every:
             training = [name for (name,) in stack.query("SELECT worker FROM run WHERE status = 'running'")
                         if name in live]
             if training:
                 victim = live.pop(rng.choice(training))
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
-                made, last_kill = made + 1, time.monotonic()
+                made += 1
 
 
 @pytest.mark.both_databases
@@ -79,7 +81,7 @@ def test_workers_drain_the_queue_while_chaos_kills_them(tmp_path, database_url):
     with Stack(tmp_path, worker=False, env=FAST, database_url=database_url) as stack:
         with stack.client() as c:
             ids = [c.post("/runs", json={**RUN, "name": f"chaos {i}"}).json()["id"] for i in range(RUNS)]
-        kills = _chaos(stack, workers, seconds_between=1.5, kills=8, rng=random.Random(7))
+        kills = _chaos(stack, workers, kills=8, every=RUNS // 20, rng=random.Random(7))
         assert kills >= 5, f"only {kills} workers were killed mid-run: the test proves little"
 
         statuses = dict(stack.query("SELECT id, status FROM run"))

@@ -79,11 +79,10 @@ def test_run_lifecycle_through_the_api(client, spawn_worker, zoolab_env):
     assert [w["name"] for w in workers] == ["w-life"] and workers[0]["status"] == "stopped"
 
 
-def test_mnist_logreg_one_epoch_full_data_in_under_a_minute(client, spawn_worker, zoolab_env):
-    started = time.monotonic()
+def test_mnist_logreg_one_epoch_on_the_full_data(client, spawn_worker, zoolab_env):
+    # (How fast: bench/, never a timed test.)
     run_id = client.post("/runs", json={"model": "mnist-logreg", "epochs": 1}).json()["id"]
-    assert spawn_worker("w-full", "--until-empty").wait(timeout=120) == 0
-    assert time.monotonic() - started < 60
+    assert spawn_worker("w-full", "--until-empty").wait(timeout=300) == 0
     db = zoolab_env["ZOOLAB_DATABASE_URL"]  # the figures are in the database itself
     (status, acc), = query(db, "SELECT status, final_test_acc FROM run WHERE id = ?", run_id)
     (test_acc,), = query(db, "SELECT value FROM metric WHERE run_id = ? AND epoch = 1 AND key = 'test_acc'", run_id)

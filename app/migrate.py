@@ -13,7 +13,8 @@ PostgreSQL: an advisory lock), so a server and workers starting together never r
 
 The database also holds the Optuna studies of sweeps (app/studies.py) in Optuna's own tables:
 these migrations neither create, alter nor drop them, and autogenerate never sees them
-(`include_name`). Optuna reads zoolab's `alembic_version` row and leaves it alone."""
+(`include_name`). zoolab's revision is in its own table, `zoolab_version`, so that Optuna keeps
+Alembic's default `alembic_version` for its own schema and checks it as it is meant to."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,9 @@ SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # The first release created its tables without Alembic: such a database is stamped with this.
 BASELINE = "0001"
 ADVISORY_LOCK = 0x7A6F6F6C  # "zool"
-OPTUNA_TABLES = frozenset(OptunaModel.metadata.tables)
+# Optuna's version table is Alembic's default name; zoolab's revision lives in its own.
+VERSION_TABLE = "zoolab_version"
+OPTUNA_TABLES = frozenset(OptunaModel.metadata.tables) | {"alembic_version"}
 
 
 def include_name(name: str | None, type_: str, parent_names) -> bool:
@@ -67,7 +70,7 @@ def _where(engine: Engine) -> str:
 
 def _state(connection: Connection) -> tuple[str | None, bool]:
     """(the database's revision, whether it has zoolab's tables at all)."""
-    revision = MigrationContext.configure(connection).get_current_revision()
+    revision = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
     return revision, "run" in inspect(connection).get_table_names()
 
 
@@ -101,9 +104,22 @@ def _locked(engine: Engine) -> Iterator[Connection]:
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
+def _move_early_version_table(connection: Connection) -> None:
+    """Development builds before the first release with migrations kept zoolab's revision in
+    Alembic's default table, `alembic_version`: such a row (one of zoolab's revisions, never
+    Optuna's) moves to zoolab's own table."""
+    tables = inspect(connection).get_table_names()
+    if VERSION_TABLE in tables or "alembic_version" not in tables:
+        return
+    ours = {s.revision for s in _scripts().walk_revisions()}
+    if {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))} <= ours:
+        connection.execute(text(f"ALTER TABLE alembic_version RENAME TO {VERSION_TABLE}"))
+
+
 def upgrade(engine: Engine) -> str | None:
     """Bring the database to this code's schema; returns the revision it was at (None: new)."""
     with _locked(engine) as connection:
+        _move_early_version_table(connection)
         revision, has_tables = _state(connection)
         config = _config(connection)
         if revision is None and not has_tables:

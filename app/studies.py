@@ -65,14 +65,14 @@ def _open(url: str) -> RDBStorage:
         kwargs = {"creator": connect}
     else:
         kwargs = {"pool_pre_ping": True}
-    # Optuna keeps its schema version in `version_info`; its alembic check would read zoolab's
-    # alembic_version row (the same table name) and refuse, so it is skipped.
-    return RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=True)
+    # Optuna's schema revision is in `alembic_version`, zoolab's in its own table (app/migrate.py):
+    # Optuna checks its own, and says so if the installed Optuna needs its schema upgraded.
+    return RDBStorage(url, engine_kwargs=kwargs)
 
 
 def storage(engine: Engine) -> RDBStorage:
     """The Optuna storage on `engine`'s database, opened once per process. The database must
-    already have zoolab's schema: on an empty one Optuna would stamp `alembic_version` as its own."""
+    already have zoolab's schema (the server makes it at start)."""
     url = engine.url.render_as_string(hide_password=False)
     with _storage_lock:  # two first requests at once would both create Optuna's tables
         if url not in _storages:

@@ -62,10 +62,10 @@ def trial_run(sweep: Sweep, base: RunConfig, number: int, point: dict[str, space
                sweep_id=sweep.id, trial_number=number)
 
 
-def start(engine: Engine, sweep: Sweep, dims: list[space.Dimension], points: list[dict]) -> list[int]:
-    """Store a new sweep and queue its first trials (all of them for grid and random); the ids of
-    the runs queued. The study is made first: if the server dies before the sweep is stored, an
-    unused study is all that is left."""
+def start(engine: Engine, sweep: Sweep, dims: list[space.Dimension], points: list[dict]) -> None:
+    """Store a new sweep and queue its first trials (all of them for grid and random). The study
+    is made first: if the server dies before the sweep is stored, an unused study is all that is
+    left."""
     numbers = studies.create(engine, sweep.study_name, dims, points)
     base = RunConfig(**sweep.base)
     runs = [trial_run(sweep, base, n, p) for n, p in zip(numbers, points)]  # before taking the write lock
@@ -79,7 +79,7 @@ def start(engine: Engine, sweep: Sweep, dims: list[space.Dimension], points: lis
         else:
             s.commit()
         s.refresh(sweep)
-    return [r.id for r in runs] + advance(engine, sweep.id)
+    advance(engine, sweep.id)
 
 
 def _queue_trial(engine: Engine, sweep: Sweep, number: int, point: dict) -> int | None:

@@ -62,7 +62,7 @@ def _copy_fixture(folder: Path) -> Path:
 def _schema_diff(url: str, include_name=migrate.include_name) -> list:
     """What autogenerate would change, with the filter of app/migrations/env.py."""
     with make_engine(url).connect() as connection:
-        opts = {"compare_type": True, "include_name": include_name}
+        opts = {"compare_type": True, "include_name": include_name, "version_table": migrate.VERSION_TABLE}
         return compare_metadata(MigrationContext.configure(connection, opts=opts), SQLModel.metadata)
 
 
@@ -72,7 +72,7 @@ def test_a_first_release_database_upgrades_with_nothing_lost(tmp_path):
     assert before["metric"] and before["progress"] and before["event"]
     db = _copy_fixture(tmp_path)
     with Stack(tmp_path, worker=False) as stack:  # the server upgrades the database at start
-        assert stack.query("SELECT version_num FROM alembic_version") == [(migrate.head(),)]
+        assert stack.query("SELECT version_num FROM zoolab_version") == [(migrate.head(),)]
         after = _rows(db)
         for table in TABLES:
             assert after[table][:len(before[table])] == _as_upgraded(table, before[table]), table
@@ -166,9 +166,31 @@ def test_optuna_tables_beside_ours_are_left_alone(tmp_path):
     migrate.upgrade(make_engine(url))
     assert _schema_diff(url) == []
     with sqlite3.connect(tmp_path / "runs.db") as con:
-        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.head(),)]
+        assert con.execute("SELECT version_num FROM zoolab_version").fetchall() == [(migrate.head(),)]
     kept = optuna.load_study(study_name="kept", storage=studies.storage(make_engine(url)))
     assert [(t.params, t.value) for t in kept.trials] == [({"lr": 0.01}, 0.9)]
+    # Each keeps its own revision: Optuna's in Alembic's default table, checked by Optuna when
+    # it opens the storage; zoolab's in its own.
+    storage = studies.storage(make_engine(url))
+    assert storage.get_current_version() == storage.get_head_version()
+    with sqlite3.connect(tmp_path / "runs.db") as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(storage.get_head_version(),)]
+
+
+def test_a_development_build_s_version_table_moves_to_zoolab_s_own(tmp_path):
+    """Builds before the first release with migrations kept zoolab's revision in `alembic_version`;
+    such a database upgrades in place with nothing lost."""
+    db = _copy_fixture(tmp_path)
+    engine = make_engine(f"sqlite:///{db}")
+    migrate.upgrade(engine)
+    upgraded = _rows(db)
+    with sqlite3.connect(db) as con:
+        con.execute("ALTER TABLE zoolab_version RENAME TO alembic_version")
+    assert migrate.current(engine) is None
+    assert migrate.upgrade(engine) == migrate.head()
+    assert migrate.current(engine) == migrate.head() and _rows(db) == upgraded
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT name FROM sqlite_master WHERE name = 'alembic_version'").fetchall() == []
 
 
 def _zoolab(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -187,7 +209,7 @@ def test_a_database_newer_than_the_code_is_refused_and_left_unchanged(tmp_path):
     assert _zoolab(tmp_path, "app.cli", "db", "upgrade").returncode == 0
     con = sqlite3.connect(db)
     with con:
-        con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+        con.execute("UPDATE zoolab_version SET version_num = '9999_from_the_future'")
     con.close()  # the last connection checkpoints the WAL into the file
     digest = _digest(db)
     for command_line in (("app.cli", "serve", "--no-worker", "--port", "1"), ("app.cli", "worker"),
@@ -206,7 +228,7 @@ def test_a_worker_does_not_upgrade_a_database_a_server_relies_on(tmp_path):
     assert "zoolab db upgrade" in done.stderr and "v0.1.0" in done.stderr, done.stderr
     assert _rows(db) == _rows(FIXTURE)  # (the file itself differs: SQLite switched it to WAL)
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT name FROM sqlite_master WHERE name = 'alembic_version'").fetchall() == []
+        assert con.execute("SELECT name FROM sqlite_master WHERE name = 'zoolab_version'").fetchall() == []
     assert _zoolab(tmp_path, "app.cli", "db", "upgrade").returncode == 0
     current = _zoolab(tmp_path, "app.cli", "db", "current")
     assert f"revision {migrate.head()}; this zoolab's: {migrate.head()}" in current.stdout

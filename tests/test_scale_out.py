@@ -82,7 +82,7 @@ def test_the_documented_database_server_worker_and_slurm_job_work(lab):
         password = fills["zoolab:CHANGE-ME@DB-HOST:5432/zoolab"].split(":")[1].split("@")[0]
         port_db = fills["zoolab:CHANGE-ME@DB-HOST:5432/zoolab"].split("@127.0.0.1:")[1].split("/")[0]
         with psycopg.connect(host="127.0.0.1", port=port_db, user=role, password=password, dbname=role) as con:
-            assert con.execute("SELECT version_num FROM alembic_version").fetchone()  # zoolab db upgrade ran
+            assert con.execute("SELECT version_num FROM zoolab_version").fetchone()  # zoolab db upgrade ran
         api = httpx.Client(base_url=url, timeout=30, headers={"Authorization": "Bearer scale-out-token"})
         assert httpx.post(f"{url}/runs", json=QUICK_RUN).status_code == 401  # beyond loopback: the token
 

@@ -282,7 +282,9 @@ def test_a_deleted_trial_is_told_failed_not_queued_again(client, zoolab_env):
     assert client.delete(f"/runs/{sweep['run_ids'][1]}").status_code == 204
     trials = wait_for(lambda: (t := study_trials(_db(zoolab_env), sweep["study_name"])).get(1, ("",))[0] == "FAIL"
                       and len(t) == 3 and t, 30, "the deleted trial to be told and a third one asked")
-    runs = client.get("/runs", params={"sort": "id", "order": "asc"}).json()["items"]
+    # (a trial is asked first, then its run queued)
+    runs = wait_for(lambda: len(r := client.get("/runs", params={"sort": "id", "order": "asc"}).json()["items"]) == 2
+                    and r, 30, "the third trial's run")
     assert [r["trial_number"] for r in runs] == [0, 2] and trials[0][0] == trials[2][0] == "RUNNING"
     time.sleep(2)  # the budget is spent: nothing more
     assert client.get("/runs").json()["total"] == 2 and len(study_trials(_db(zoolab_env), sweep["study_name"])) == 3

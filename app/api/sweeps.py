@@ -82,7 +82,8 @@ class SweepRead(SweepBase):
 
 
 class SweepCreated(SweepRead):
-    run_ids: list[int] = Field(description="the runs queued by this request")
+    run_ids: list[int] = Field(description="the sweep's runs queued so far (by this request, or by the server's "
+                                              "sweep loop if it took the first step)")
 
 
 class TrialRead(BaseModel):
@@ -200,10 +201,13 @@ def create_sweep(body: SweepRequest, session: SessionDep) -> SweepCreated:
                   space=[d.describe() for d in dims], sampler=body.sampler, pruner=body.pruner, budget=budget,
                   seed=body.seed, study_name=sweeper.study_name())
     session.close()  # Optuna writes next: this request holds no transaction meanwhile
-    run_ids = sweeper.start(get_engine(), sweep, dims, points)
+    sweeper.start(get_engine(), sweep, dims, points)
     with Session(get_engine()) as s:
         sweep = s.get(Sweep, sweep.id)
-        return _read(sweep, _runs(s, [sweep.id])[sweep.id], SweepCreated, run_ids=run_ids)
+        runs = _runs(s, [sweep.id])[sweep.id]
+        # The server's loop may have asked a tpe sweep's first trials between its commit and
+        # this request's own step: they are this sweep's all the same.
+        return _read(sweep, runs, SweepCreated, run_ids=[r.id for r in runs])
 
 
 @router.get("/sweeps", response_model=list[SweepRead])

@@ -10,7 +10,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from app import models  # noqa: F401  (registers the tables in SQLModel.metadata)
-from app.migrate import include_name
+from app.migrate import VERSION_TABLE, include_name
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -20,6 +20,7 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
     include_name=include_name,  # Optuna's tables (sweeps' studies) live beside ours
+    version_table=VERSION_TABLE,  # Optuna's own revision is in `alembic_version`
 )
 with context.begin_transaction():
     context.run_migrations()

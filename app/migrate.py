@@ -112,7 +112,8 @@ def _move_early_version_table(connection: Connection) -> None:
     if VERSION_TABLE in tables or "alembic_version" not in tables:
         return
     ours = {s.revision for s in _scripts().walk_revisions()}
-    if {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))} <= ours:
+    revisions = {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+    if revisions and revisions <= ours:
         connection.execute(text(f"ALTER TABLE alembic_version RENAME TO {VERSION_TABLE}"))
 
 

@@ -1,6 +1,6 @@
 """The schema of zoolab's first release (v0.1.0, main at 08fd569), before any migration.
 
-A database made by that release has these tables and no alembic_version table; app/migrate.py
+A database made by that release has these tables and no version table; app/migrate.py
 stamps it with this revision and upgrades it from here.
 
 Revision ID: 0001
